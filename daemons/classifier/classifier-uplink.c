@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <sys/random.h>
+#include <zlib.h>
+
+#include "classifier.h"
+#include "tg-log.h"
+#include "tg-message-ids.h"
+#include "tg-time.h"
+
+#define BACKLOG_KIND "batch"
+#define REJECTED_KIND "rejected"
+#define RESPONSE_MAX (1024 * 1024)
+
+/*
+ * Real-time path. Records are collected into a batch for BatchWindow (or until
+ * BatchMaxSize), compressed, and POSTed to the TSP, up to MaxInflight batches
+ * at once over kept-alive connections. The batch id (its first record's id)
+ * is the Idempotency-Key, and every record carries its own id, so a retry
+ * never duplicates at the receiver.
+ *
+ * Durability: a batch not yet acknowledged when a group commit runs is
+ * written to the backlog in that commit; once acknowledged, it is deleted
+ * from there at the next commit. On a failure the uplink goes offline:
+ * fresh batches only go to the backlog, and after an exponential back-off
+ * with jitter the oldest backlog batch probes the TSP. Once online, the
+ * backlog drains oldest-first on one connection while fresh batches keep
+ * their own MaxInflight slots, so old data never delays new data.
+ */
+
+static void batch_free(Batch *b) {
+        Manager *m = b->manager;
+
+        if (b->easy) {
+                tg_http_cancel(m->http, b->easy);
+                curl_easy_cleanup(b->easy);
+        }
+        curl_slist_free_all(b->headers);
+        if (b->prev)
+                b->prev->next = b->next;
+        else if (m->batches == b)
+                m->batches = b->next;
+        if (b->next)
+                b->next->prev = b->prev;
+        if (m->collecting == b)
+                m->collecting = NULL;
+        tg_buf_free(&b->raw);
+        tg_buf_free(&b->body);
+        tg_buf_free(&b->response);
+        free(b);
+}
+
+static Batch *batch_new(Manager *m) {
+        Batch *b = calloc(1, sizeof *b);
+
+        if (!b)
+                return NULL;
+        b->manager = m;
+        b->next = m->batches;
+        if (m->batches)
+                m->batches->prev = b;
+        m->batches = b;
+        return b;
+}
+
+bool uplink_batch_in_memory(Manager *m, uint64_t id) {
+        for (Batch *b = m->batches; b; b = b->next)
+                if (b->id == id)
+                        return true;
+        return false;
+}
+
+static int gzip_body(const TgBuf *in, TgBuf *out, int level) {
+        z_stream z = {};
+        int rc;
+
+        if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+                return -ENOMEM;
+        if (tg_buf_reserve(out, deflateBound(&z, in->size)) < 0) {
+                deflateEnd(&z);
+                return -ENOMEM;
+        }
+        z.next_in = in->data;
+        z.avail_in = (uInt) in->size;
+        z.next_out = out->data;
+        z.avail_out = (uInt) out->allocated;
+        rc = deflate(&z, Z_FINISH);
+        out->size = z.total_out;
+        deflateEnd(&z);
+        return rc == Z_STREAM_END ? 0 : -EIO;
+}
+
+static size_t on_response_data(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        Batch *b = userdata;
+        size_t n = size * nmemb;
+
+        /* Downlink data (SPEC C9) rides in the response; bound what we keep. */
+        if (b->response.size + n > RESPONSE_MAX)
+                return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        if (tg_buf_append(&b->response, ptr, n) < 0)
+                return 0;
+        return n;
+}
+
+static void schedule_backoff(Manager *m);
+static void send_ready(Manager *m);
+
+static void go_online(Manager *m) {
+        if (m->online)
+                return;
+        m->online = true;
+        m->failures = 0;
+        log_event(LOG_NOTICE, TG_MID_UPLINK_ONLINE, "Uplink to %s is online; %" PRIu64 " real-time records in the backlog.",
+                  m->config.url, m->backlog_counts.records);
+        manager_properties_changed(m);
+}
+
+static void go_offline(Manager *m, const char *why) {
+        char furl[512], fwhy[300];
+
+        m->failures++;
+        if (m->online) {
+                snprintf(furl, sizeof furl, "UPLINK_URL=%s", m->config.url ? m->config.url : "");
+                snprintf(fwhy, sizeof fwhy, "UPLINK_ERROR=%s", why);
+                log_event_fields(LOG_WARNING, 0, TG_MID_UPLINK_OFFLINE, ((const char *[]) { furl, fwhy, NULL }),
+                                 "Uplink to %s is offline (%s); real-time records go to the backlog.", m->config.url, why);
+                m->online = false;
+                manager_properties_changed(m);
+        } else
+                log_debug("Uplink probe failed: %s", why);
+        schedule_backoff(m);
+}
+
+/* Quarantine: the TSP refused this batch for good (4xx). It stays in the backlog
+ * under kind "rejected" for inspection, counted, and never blocks the drain. */
+static void batch_rejected(Manager *m, Batch *b, long status) {
+        char fstatus[32];
+        int r;
+
+        snprintf(fstatus, sizeof fstatus, "HTTP_STATUS=%ld", status);
+        log_event_fields(LOG_ERR, 0, TG_MID_BATCH_REJECTED, ((const char *[]) { fstatus, NULL }),
+                         "TSP refused batch %016" PRIx64 " (%u records) with HTTP %ld: %.*s; kept in the backlog as rejected.",
+                         b->id, b->records, status, (int) MIN(b->response.size, (size_t) 200),
+                         b->response.data ? (const char *) b->response.data : "");
+        m->counters.realtime_rejected += b->records;
+        if (!b->persisted) {
+                /* Write it now so it is kept; persisted by this transaction. */
+                r = tg_queue_begin(m->backlog);
+                if (r >= 0)
+                        r = tg_queue_insert(m->backlog, &(TgQueueItem) {
+                                .id = b->id, .priority = TG_PRIORITY_MAX, .kind = REJECTED_KIND,
+                                .encoding = b->gzip ? "tgr1+gzip" : "tgr1", .created_usec = tg_now(CLOCK_REALTIME),
+                                .expires_usec = b->expires_usec, .records = b->records,
+                                .data = b->body.data, .size = b->body.size });
+                if (r >= 0)
+                        r = tg_queue_commit(m->backlog);
+        } else {
+                r = tg_queue_begin(m->backlog);
+                if (r >= 0)
+                        r = tg_queue_relabel(m->backlog, b->id, REJECTED_KIND, TG_PRIORITY_MAX);
+                if (r >= 0)
+                        r = tg_queue_commit(m->backlog);
+        }
+        if (r < 0) {
+                (void) tg_queue_rollback(m->backlog);
+                log_error_errno(r, "Cannot keep rejected batch %016" PRIx64 ": %m", b->id);
+        }
+}
+
+static void on_batch_done(CURL *easy, CURLcode result, void *userdata) {
+        Batch *b = userdata;
+        Manager *m = b->manager;
+        long status = 0;
+        char why[256];
+
+        (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(b->easy);
+        b->easy = NULL;
+        curl_slist_free_all(b->headers);
+        b->headers = NULL;
+        if (b->drain)
+                m->draining = false;
+        else
+                m->inflight_fresh--;
+        m->cellular_bytes = tg_http_wire_bytes(m->http);
+
+        if (result == CURLE_OK && status >= 200 && status < 300) {
+                m->counters.realtime_sent += b->records;
+                if (b->persisted)
+                        (void) store_backlog_delete(m, b->id);
+                if (b->drain)
+                        m->drain_cursor = b->id;
+                batch_free(b);
+                go_online(m);
+                manager_properties_changed(m);
+                send_ready(m);
+                return;
+        }
+
+        if (result == CURLE_OK && status >= 400 && status < 500 && status != 401 && status != 403 &&
+            status != 408 && status != 429) {
+                batch_rejected(m, b, status);
+                if (b->drain)
+                        m->drain_cursor = b->id;
+                batch_free(b);
+                send_ready(m);
+                return;
+        }
+
+        if (result != CURLE_OK)
+                snprintf(why, sizeof why, "%s", curl_easy_strerror(result));
+        else {
+                snprintf(why, sizeof why, "HTTP %ld", status);
+                if (status == 429 || status == 503) {
+                        curl_off_t retry = 0;
+                        if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry) == CURLE_OK && retry > 0)
+                                m->retry_after_usec = (uint64_t) MIN(retry, (curl_off_t) 3600) * USEC_PER_SEC;
+                }
+        }
+        tg_buf_reset(&b->response);
+        if (b->drain) {
+                /* It is in the backlog already; drop the copy. */
+                batch_free(b);
+        } else
+                b->state = BATCH_READY; /* persisted at the next commit, then dropped from memory */
+        go_offline(m, why);
+        store_schedule_commit(m, false);
+}
+
+static int batch_start(Manager *m, Batch *b) {
+        char key[64];
+        int r;
+
+        b->easy = curl_easy_init();
+        if (!b->easy)
+                return -ENOMEM;
+        snprintf(key, sizeof key, "Idempotency-Key: %016" PRIx64, b->id);
+        b->headers = curl_slist_append(b->headers, "Content-Type: application/vnd.tollgate.records+tgr1");
+        b->headers = curl_slist_append(b->headers, key);
+        b->headers = curl_slist_append(b->headers, "Expect:"); /* no 100-continue round trip */
+        if (b->gzip)
+                b->headers = curl_slist_append(b->headers, "Content-Encoding: gzip");
+        if (!b->headers)
+                return -ENOMEM;
+
+        curl_easy_setopt(b->easy, CURLOPT_URL, m->config.url);
+        curl_easy_setopt(b->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(b->easy, CURLOPT_POSTFIELDS, b->body.data);
+        curl_easy_setopt(b->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) b->body.size);
+        curl_easy_setopt(b->easy, CURLOPT_HTTPHEADER, b->headers);
+        curl_easy_setopt(b->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+        curl_easy_setopt(b->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(b->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(b->easy, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(b->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) (m->config.connect_timeout_usec / USEC_PER_MSEC));
+        curl_easy_setopt(b->easy, CURLOPT_TIMEOUT_MS, (long) (m->config.request_timeout_usec / USEC_PER_MSEC));
+        curl_easy_setopt(b->easy, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+        curl_easy_setopt(b->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(b->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+        curl_easy_setopt(b->easy, CURLOPT_PROTOCOLS_STR, "https,http");
+        if (m->config.ca_file)
+                curl_easy_setopt(b->easy, CURLOPT_CAINFO, m->config.ca_file);
+        if (m->config.cert_file) {
+                curl_easy_setopt(b->easy, CURLOPT_SSLCERT, m->config.cert_file);
+                curl_easy_setopt(b->easy, CURLOPT_SSLKEY, m->config.key_file);
+        }
+        curl_easy_setopt(b->easy, CURLOPT_WRITEFUNCTION, on_response_data);
+        curl_easy_setopt(b->easy, CURLOPT_WRITEDATA, b);
+
+        r = tg_http_start(m->http, b->easy, on_batch_done, b);
+        if (r < 0) {
+                curl_easy_cleanup(b->easy);
+                b->easy = NULL;
+                return r;
+        }
+        b->state = BATCH_SENDING;
+        return 0;
+}
+
+/* Start what the uplink may carry now: fresh batches first, then one backlog batch. */
+static void send_ready(Manager *m) {
+        if (!m->online || !m->config.url)
+                return;
+        /* Oldest fresh batches first: the list is newest-first, so walk from the tail. */
+        Batch *tail = m->batches;
+        while (tail && tail->next)
+                tail = tail->next;
+        for (Batch *b = tail; b && m->inflight_fresh < m->config.max_inflight; b = b->prev)
+                if (b->state == BATCH_READY && !b->drain) {
+                        if (batch_start(m, b) < 0)
+                                break;
+                        m->inflight_fresh++;
+                }
+        if (!m->draining && m->backlog_counts.items > 0) {
+                TgQueueCursor after = { .id = m->drain_cursor };
+                TgQueueItem item;
+                void *data;
+                Batch *b;
+
+                /* Skip batches that are in memory (in flight, or acknowledged and
+                 * waiting for their delete to commit). */
+                for (;;) {
+                        int r = tg_queue_next(m->backlog, BACKLOG_KIND, false, &after, &item, &data);
+                        if (r < 0)
+                                return;
+                        if (!uplink_batch_in_memory(m, item.id) && !store_backlog_delete_pending(m, item.id))
+                                break;
+                        after.id = item.id;
+                        free(data);
+                }
+                b = batch_new(m);
+                if (!b) {
+                        free(data);
+                        return;
+                }
+                b->id = item.id;
+                b->records = item.records;
+                b->expires_usec = item.expires_usec;
+                b->gzip = streq(item.encoding, "tgr1+gzip");
+                b->persisted = true;
+                b->drain = true;
+                b->body = (TgBuf) { .data = data, .size = item.size, .allocated = item.size };
+                if (batch_start(m, b) < 0) {
+                        batch_free(b);
+                        return;
+                }
+                m->draining = true;
+        }
+}
+
+static int on_backoff(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        /* Probe with the oldest backlog batch (or a fresh one if there is none). */
+        m->online = true; /* tentatively: lets send_ready start requests */
+        m->drain_cursor = 0;
+        send_ready(m);
+        m->online = false;
+        if (!m->draining && m->inflight_fresh == 0)
+                go_online(m); /* nothing to send: assume reachable, the next batch will tell */
+        return 0;
+}
+
+static void schedule_backoff(Manager *m) {
+        uint64_t delay = m->config.backoff_min_usec, now, jitter = 0;
+        int r;
+
+        for (unsigned i = 1; i < m->failures && delay < m->config.backoff_max_usec; i++)
+                delay *= 2;
+        delay = MIN(delay, m->config.backoff_max_usec);
+        /* Full jitter over the upper half: many gateways recovering from the same
+         * outage do not come back in lock step. */
+        (void) getrandom(&jitter, sizeof jitter, GRND_NONBLOCK);
+        delay = delay / 2 + jitter % (delay / 2 + 1);
+        delay = MAX(delay, m->retry_after_usec);
+        m->retry_after_usec = 0;
+
+        if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        if (m->backoff_timer) {
+                r = sd_event_source_set_time(m->backoff_timer, now + delay);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->backoff_timer, SD_EVENT_ONESHOT);
+        } else
+                r = sd_event_add_time(m->event, &m->backoff_timer, CLOCK_MONOTONIC, now + delay, 0, on_backoff, m);
+        if (r < 0)
+                log_error_errno(r, "Cannot arm the back-off timer: %m");
+}
+
+static void batch_close(Manager *m, Batch *b) {
+        int r = -EINVAL;
+
+        if (m->config.compress) {
+                r = gzip_body(&b->raw, &b->body, (int) m->config.compression_level);
+                b->gzip = r >= 0;
+        }
+        if (r < 0) {
+                /* Uncompressed is always possible: swap buffers. */
+                tg_buf_free(&b->body);
+                b->body = b->raw;
+                b->raw = (TgBuf) {};
+                b->gzip = false;
+        } else
+                tg_buf_free(&b->raw);
+        b->state = BATCH_READY;
+        if (m->collecting == b)
+                m->collecting = NULL;
+        if (m->batch_timer)
+                (void) sd_event_source_set_enabled(m->batch_timer, SD_EVENT_OFF);
+}
+
+static int on_batch_window(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->collecting) {
+                batch_close(m, m->collecting);
+                send_ready(m);
+        }
+        return 0;
+}
+
+int uplink_add_record(Manager *m, const TgRecord *rec, uint64_t ttl_usec) {
+        Batch *b = m->collecting;
+        uint64_t now, expires;
+        int r;
+
+        if (!b) {
+                b = batch_new(m);
+                if (!b)
+                        return -ENOMEM;
+                b->id = rec->id;
+                b->state = BATCH_COLLECTING;
+                m->collecting = b;
+                r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+                if (r >= 0) {
+                        if (m->batch_timer) {
+                                r = sd_event_source_set_time(m->batch_timer, now + m->config.batch_window_usec);
+                                if (r >= 0)
+                                        r = sd_event_source_set_enabled(m->batch_timer, SD_EVENT_ONESHOT);
+                        } else
+                                r = sd_event_add_time(m->event, &m->batch_timer, CLOCK_MONOTONIC,
+                                                      now + m->config.batch_window_usec, 0, on_batch_window, m);
+                }
+                if (r < 0)
+                        log_warning_errno(r, "Cannot arm the batch window: %m");
+        }
+        if (tg_buf_append_record(&b->raw, rec) < 0)
+                return -ENOMEM;
+        b->records++;
+        expires = ttl_usec == USEC_INFINITY ? 0 : tg_now(CLOCK_REALTIME) + ttl_usec;
+        if (b->expires_usec != 0 || b->records == 1)
+                b->expires_usec = expires == 0 ? 0 : MAX(b->expires_usec, expires);
+        if (b->raw.size >= m->config.batch_max_bytes) {
+                batch_close(m, b);
+                send_ready(m);
+        }
+        return 0;
+}
+
+void uplink_before_commit(Manager *m) {
+        /* Everything accepted before the commit must be in it: close the open batch. */
+        if (m->collecting) {
+                batch_close(m, m->collecting);
+                send_ready(m);
+        }
+}
+
+int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now) {
+        for (Batch *b = m->batches; b; b = b->next) {
+                int r;
+
+                if (b->persisted || b->state == BATCH_COLLECTING)
+                        continue;
+                r = tg_queue_insert(backlog, &(TgQueueItem) {
+                        .id = b->id,
+                        .priority = 0,
+                        .kind = BACKLOG_KIND,
+                        .encoding = b->gzip ? "tgr1+gzip" : "tgr1",
+                        .created_usec = now,
+                        .expires_usec = b->expires_usec,
+                        .records = b->records,
+                        .data = b->body.data,
+                        .size = b->body.size,
+                });
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+void uplink_after_commit(Manager *m) {
+        Batch *next;
+
+        for (Batch *b = m->batches; b; b = next) {
+                next = b->next;
+                if (b->state == BATCH_COLLECTING)
+                        continue;
+                b->persisted = true;
+                /* Offline: the backlog has it; memory does not need to. */
+                if (!m->online && b->state == BATCH_READY)
+                        batch_free(b);
+        }
+}
+
+void uplink_kick(Manager *m) {
+        send_ready(m);
+}
+
+int uplink_setup(Manager *m) {
+        int r;
+
+        r = tg_http_new(m->event, &m->http);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up HTTP: %m");
+        curl_multi_setopt(tg_http_multi(m->http), CURLMOPT_MAX_HOST_CONNECTIONS, (long) m->config.max_inflight + 1);
+        /* Optimistic start: the first batch finds out. The backlog starts draining at once. */
+        m->online = m->config.url != NULL;
+        if (m->online)
+                send_ready(m);
+        return 0;
+}
+
+void uplink_done(Manager *m) {
+        while (m->batches)
+                batch_free(m->batches);
+        m->batch_timer = sd_event_source_disable_unref(m->batch_timer);
+        m->backoff_timer = sd_event_source_disable_unref(m->backoff_timer);
+        m->http = tg_http_free(m->http);
+}
