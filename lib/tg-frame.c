@@ -48,19 +48,20 @@ TgFrameError tg_frame_parse_header(const uint8_t *buf, size_t size, TgFrameHeade
 
         if (size < TG_FRAME_HEADER_SIZE)
                 return TG_FRAME_SHORT;
-        if (size > TG_FRAME_MAX)
-                return TG_FRAME_TOO_LARGE;
-        if (tg_get_be32(buf) != TG_FRAME_MAGIC)
-                return TG_FRAME_BAD_MAGIC;
         h.type = buf[4];
         h.flags = buf[5];
         h.count = tg_get_be16(buf + 6);
         h.seq = tg_get_be32(buf + 8);
+        /* Filled even for a bad frame, so the ERROR can echo its seq. */
+        *ret = h;
+        if (size > TG_FRAME_MAX)
+                return TG_FRAME_TOO_LARGE;
+        if (tg_get_be32(buf) != TG_FRAME_MAGIC)
+                return TG_FRAME_BAD_MAGIC;
         if (h.type < TG_FRAME_RECORDS || h.type > TG_FRAME_ERROR)
                 return TG_FRAME_BAD_TYPE;
         if (h.flags != 0)
                 return TG_FRAME_BAD_FLAGS;
-        *ret = h;
         return TG_FRAME_OK;
 }
 

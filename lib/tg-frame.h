@@ -62,6 +62,7 @@ typedef struct TgFrameHeader {
 const char *tg_frame_error_to_string(TgFrameError e);
 TgFrameError tg_frame_error_from_record(TgRecordError e);
 
+/* *ret is filled whenever size ≥ TG_FRAME_HEADER_SIZE, even for a bad frame. */
 TgFrameError tg_frame_parse_header(const uint8_t *buf, size_t size, TgFrameHeader *ret);
 
 /* Check every record of a RECORDS frame (whole-frame validation before any

@@ -119,8 +119,13 @@ static int on_producer(sd_event_source *s, int fd, uint32_t revents, void *userd
                         return 0;
                 }
                 if (n == 0) {
-                        producer_free(p);
-                        return 0;
+                        /* SEQPACKET allows empty packets: only a hang-up ends the connection. */
+                        if (revents & (EPOLLHUP | EPOLLRDHUP)) {
+                                producer_free(p);
+                                return 0;
+                        }
+                        reject_frame(p, 0, 0, TG_FRAME_SHORT, UINT16_MAX, "empty packet");
+                        continue;
                 }
                 handle_frame(p, m->frame_buf, (size_t) n, n > TG_FRAME_MAX);
         }
@@ -152,7 +157,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 return 0;
         }
         *p = (Producer) { .manager = m, .fd = cfd, .pid = cred.pid, .uid = cred.uid, .next = m->producers };
-        r = sd_event_add_io(m->event, &p->io, cfd, EPOLLIN, on_producer, p);
+        r = sd_event_add_io(m->event, &p->io, cfd, EPOLLIN | EPOLLRDHUP, on_producer, p);
         if (r < 0) {
                 log_warning_errno(r, "Cannot watch producer socket: %m");
                 safe_close(cfd);
