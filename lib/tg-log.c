@@ -134,6 +134,8 @@ int tg_log_full(int level, int error, const char *message_id, const char *const 
         if (level > log_max_level)
                 goto finish;
 
+        /* "%m" in the format shows the error passed in, as in systemd. */
+        errno = error;
         va_start(ap, format);
         vsnprintf(msg, sizeof msg, format, ap);
         va_end(ap);

@@ -58,7 +58,8 @@ int tg_log_full(int level, int error, const char *message_id, const char *const 
 #define log_event_errno(level, r, msgid, ...) tg_log(level, r, msgid, NULL, __VA_ARGS__)
 #define log_event_fields(level, r, msgid, fields, ...) tg_log(level, r, msgid, fields, __VA_ARGS__)
 
-/* Rate limiting for messages triggered by peers (bad frames, bad requests):
+/* Rate limiting for messages triggered by peers (bad frames, bad requests).
+ * Not thread-safe: one per event loop, or guard it with a lock. Allows
  * at most `burst` messages per `interval_usec`; the first message after a
  * suppressed period says how many were dropped. */
 typedef struct TgRateLimit {
