@@ -108,6 +108,7 @@ static int open_once(const char *path, const TgDbOptions *opts, const char *cons
                      sqlite3 **ret) {
         _cleanup_(sqlite3_close_v2p) sqlite3 *db = NULL;
         char sql[256];
+        unsigned version;
         int rc, r;
 
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -116,7 +117,15 @@ static int open_once(const char *path, const TgDbOptions *opts, const char *cons
         (void) sqlite3_extended_result_codes(db, 1);
         sqlite3_busy_timeout(db, (int) (opts && opts->busy_timeout_ms ? opts->busy_timeout_ms : 5000));
 
-        /* journal_mode is the first read of the file: a non-database fails here. */
+        /* Read the version before changing anything: a file from a newer build is
+         * left exactly as it is, and a non-database fails here (-EUCLEAN). */
+        r = get_user_version(db, &version);
+        if (r < 0)
+                return r;
+        if (version > n) {
+                log_debug("%s: schema version %u is newer than this build's %u.", path, version, n);
+                return -EPROTO;
+        }
         r = tg_db_exec(db, "PRAGMA journal_mode=WAL");
         if (r < 0)
                 return r;

@@ -19,7 +19,9 @@ struct TgProducer {
         size_t size;        /* bytes in the frame being built */
         uint16_t frame_counts[1024]; /* records per in-flight frame, by seq % 1024 */
         char last_error[TG_FRAME_ERROR_TEXT_MAX + 64];
-        uint8_t frame[TG_PRODUCER_FRAME_SIZE];
+        /* Records are packed up to TG_PRODUCER_FRAME_SIZE; one record bigger than
+         * that (up to a 64 KiB payload) travels alone, which TG_FRAME_MAX allows. */
+        uint8_t frame[TG_FRAME_MAX];
 };
 
 int tg_producer_connect(const char *path, TgProducer **ret) {
@@ -186,7 +188,8 @@ int tg_producer_add(TgProducer *p, const char *topic, uint64_t timestamp_usec, c
                 .payload = payload,
                 .payload_len = (uint32_t) size,
         };
-        if (p->size + tg_record_size(&rec) > sizeof p->frame || p->count == UINT16_MAX) {
+        if (p->count > 0 &&
+            (p->size + tg_record_size(&rec) > TG_PRODUCER_FRAME_SIZE || p->count == UINT16_MAX)) {
                 r = tg_producer_send(p);
                 if (r < 0)
                         return r;

@@ -5,7 +5,8 @@
  * libtollgate-producer: hand telemetry to the Tollgate classifier.
  *
  * For high-rate producers (ECU-facing processes). Records are packed into
- * frames of up to TG_PRODUCER_FRAME_SIZE bytes and sent over the classifier's
+ * frames of up to TG_PRODUCER_FRAME_SIZE bytes (a single larger record is
+ * sent alone) and sent over the classifier's
  * SOCK_SEQPACKET socket; the classifier acknowledges frames once their
  * records are committed (stored durably or delivered).
  *
@@ -70,7 +71,7 @@ TG_PRODUCER_API uint32_t tg_producer_acked_seq(const TgProducer *p);
 TG_PRODUCER_API uint64_t tg_producer_rejected_records(const TgProducer *p);
 
 /* Explanation of the last rejection ("invalid-topic: record 3: ..."), or "". */
-const char *tg_producer_last_error(const TgProducer *p);
+TG_PRODUCER_API const char *tg_producer_last_error(const TgProducer *p);
 
 #ifdef __cplusplus
 }

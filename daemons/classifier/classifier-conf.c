@@ -361,11 +361,28 @@ void classifier_config_done(ClassifierConfig *c) {
         *c = (ClassifierConfig) {};
 }
 
+/* Specificity of a pattern: characters that match only themselves. '*', '?'
+ * and a bracket expression ("[sS]", "[!0-9]") count for nothing. */
 static unsigned literal_chars(const char *p) {
         unsigned n = 0;
-        for (; *p; p++)
-                if (!strchr("*?[]!", *p))
-                        n++;
+
+        for (; *p; p++) {
+                if (*p == '*' || *p == '?')
+                        continue;
+                if (*p == '[') {
+                        const char *q = p + 1;
+                        if (*q == '!')
+                                q++;
+                        if (*q == ']')
+                                q++; /* a leading ']' is a member, not the end */
+                        q = strchr(q, ']');
+                        if (q) {
+                                p = q;
+                                continue;
+                        }
+                }
+                n++;
+        }
         return n;
 }
 
