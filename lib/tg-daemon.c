@@ -63,9 +63,20 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
 static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         TgDaemon *d = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(m);
+        uint32_t ret = 0;
+        int r;
 
         if (e) {
                 log_error("Failed to own bus name %s: %s", d->bus_name, e->message ? e->message : e->name);
+                tg_daemon_exit(d, EXIT_FAILURE);
+                return 0;
+        }
+        /* 1: primary owner, 4: already the owner; 3: someone else has it (we asked
+         * not to be queued). Another instance running is a hard error. */
+        r = sd_bus_message_read(m, "u", &ret);
+        if (r < 0 || (ret != 1 && ret != 4)) {
+                log_error("Bus name %s is owned by another process (reply %u); is the daemon already running?",
+                          d->bus_name, ret);
                 tg_daemon_exit(d, EXIT_FAILURE);
                 return 0;
         }
@@ -208,5 +219,5 @@ int tg_daemon_main(TgDaemon *d, int argc, char *argv[]) {
                 d->bus = sd_bus_flush_close_unref(d->bus);
         }
         d->event = sd_event_unref(d->event);
-        return r;
+        return r < 0 ? EXIT_FAILURE : r;
 }

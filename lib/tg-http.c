@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "tg-event.h"
 #include "tg-http.h"
 #include "tg-log.h"
 
@@ -199,15 +200,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userdata) {
         if (r < 0)
                 return -1;
         usec += (uint64_t) timeout_ms * USEC_PER_MSEC;
-        if (h->timer) {
-                r = sd_event_source_set_time(h->timer, usec);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
-        } else {
-                r = sd_event_add_time(h->event, &h->timer, CLOCK_MONOTONIC, usec, 0, on_timer, h);
-                if (r >= 0)
-                        (void) sd_event_source_set_description(h->timer, "curl-timer");
-        }
+        r = tg_event_arm(h->event, &h->timer, CLOCK_MONOTONIC, usec, TG_TIMER_EXACT, on_timer, h, "curl-timer");
         return r < 0 ? -1 : 0;
 }
 

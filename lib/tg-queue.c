@@ -67,9 +67,9 @@ static const char *const queue_sql[_STMT_MAX] = {
         [STMT_COUNTS] = "SELECT priority, items, records, bytes FROM item_stats",
         [STMT_NEXT_EXPIRY] = "SELECT min(expires_usec) FROM items WHERE expires_usec > 0",
         [STMT_NEXT_BY_ID] = "SELECT id, priority, kind, encoding, created_usec, expires_usec, records, data "
-                            "FROM items WHERE kind = ? AND id > ? ORDER BY id LIMIT 1",
+                            "FROM items WHERE kind = ? AND id > ? AND id < ? ORDER BY id LIMIT 1",
         [STMT_NEXT_BY_PRIORITY] = "SELECT id, priority, kind, encoding, created_usec, expires_usec, records, data "
-                                  "FROM items WHERE kind = ? AND (priority, id) > (?, ?) "
+                                  "FROM items WHERE kind = ? AND (priority, id) > (?, ?) AND id < ? "
                                   "ORDER BY priority, id LIMIT 1",
 };
 
@@ -310,6 +310,9 @@ int tg_queue_next(TgQueue *q, const char *kind, bool by_priority, const TgQueueC
         if (by_priority)
                 sqlite3_bind_int(s, i++, after ? (int) after->priority : -1);
         sqlite3_bind_int64(s, i++, after ? (sqlite3_int64) after->id : -1);
+        /* Ids are stored as signed 64-bit integers; no bound is INT64_MAX. */
+        sqlite3_bind_int64(s, i++, after && after->before > 0 && after->before <= INT64_MAX
+                                           ? (sqlite3_int64) after->before : INT64_MAX);
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW) {
                 sqlite3_reset(s);

@@ -86,11 +86,14 @@ int tg_queue_counts(TgQueue *q, TgQueueCounts *ret_total, TgQueueCounts ret_by_p
 int tg_queue_next_expiry(TgQueue *q, uint64_t *ret);
 
 /* The next item of `kind` after `after` in drain order: by (priority, id) when
- * by_priority, else by id. Pass after = NULL for the first. The item's data
- * is copied into *ret_data (caller frees); strings in *ret point into it. */
+ * by_priority, else by id. Pass after = NULL for the first. Items with an id
+ * of `before` or more are not returned (0 or UINT64_MAX: no bound). The item's data
+ * is copied into *ret_data (caller frees); strings in *ret point into it.
+ * -ENOENT when there is none. */
 typedef struct TgQueueCursor {
         unsigned priority;
         uint64_t id;
+        uint64_t before;
 } TgQueueCursor;
 
 int tg_queue_next(TgQueue *q, const char *kind, bool by_priority, const TgQueueCursor *after, TgQueueItem *ret,

@@ -3,6 +3,7 @@
 
 #include "classifier.h"
 #include "tg-bus.h"
+#include "tg-event.h"
 #include "tg-log.h"
 
 #define OBJECT_PATH "/org/tollgate/Classifier1"
@@ -188,13 +189,8 @@ static int on_props_timer(sd_event_source *s, uint64_t usec, void *userdata) {
  * last change, so watchers never poll and the bus is not flooded under load. */
 void manager_properties_changed(Manager *m) {
         uint64_t now, when;
-        int enabled = SD_EVENT_OFF;
 
-        if (!m->bus || !m->daemon->ready)
-                return;
-        if (m->props_timer)
-                (void) sd_event_source_get_enabled(m->props_timer, &enabled);
-        if (enabled != SD_EVENT_OFF)
+        if (!m->bus || !m->daemon->ready || tg_event_armed(m->props_timer))
                 return;
         m->cellular_bytes = tg_http_wire_bytes(m->http);
         if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
@@ -204,11 +200,8 @@ void manager_properties_changed(Manager *m) {
                 emit_now(m);
                 return;
         }
-        if (m->props_timer) {
-                if (sd_event_source_set_time(m->props_timer, when) >= 0)
-                        (void) sd_event_source_set_enabled(m->props_timer, SD_EVENT_ONESHOT);
-        } else
-                (void) sd_event_add_time(m->event, &m->props_timer, CLOCK_MONOTONIC, when, 0, on_props_timer, m);
+        (void) tg_event_arm(m->event, &m->props_timer, CLOCK_MONOTONIC, when, 10 * USEC_PER_MSEC, on_props_timer, m,
+                            "properties-changed");
 }
 
 int bus_setup(Manager *m) {

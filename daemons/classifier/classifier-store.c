@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "classifier.h"
+#include "tg-event.h"
 #include "tg-log.h"
 #include "tg-message-ids.h"
 #include "tg-time.h"
@@ -111,12 +112,7 @@ static void schedule_expiry(Manager *m) {
                         (void) sd_event_source_set_enabled(m->expiry_timer, SD_EVENT_OFF);
                 return;
         }
-        if (m->expiry_timer) {
-                r = sd_event_source_set_time(m->expiry_timer, next);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(m->expiry_timer, SD_EVENT_ONESHOT);
-        } else
-                r = sd_event_add_time(m->event, &m->expiry_timer, CLOCK_REALTIME, next, USEC_PER_SEC, on_expiry, m);
+        r = tg_event_arm(m->event, &m->expiry_timer, CLOCK_REALTIME, next, USEC_PER_SEC, on_expiry, m, "expiry");
         if (r < 0)
                 log_warning_errno(r, "Cannot arm the expiry timer: %m");
 }
@@ -291,27 +287,18 @@ static int on_commit_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 void store_schedule_commit(Manager *m, bool now) {
         uint64_t when;
-        int enabled = SD_EVENT_OFF, r;
+        int r;
 
         if (m->daemon->stopping)
                 return; /* the final commit is already under way */
+        if (!now && tg_event_armed(m->commit_timer))
+                return; /* already armed: this record rides along */
         if (sd_event_now(m->event, CLOCK_MONOTONIC, &when) < 0)
                 return;
-        if (m->commit_timer)
-                (void) sd_event_source_get_enabled(m->commit_timer, &enabled);
-        if (enabled != SD_EVENT_OFF && !now)
-                return; /* already armed: this record rides along */
         if (!now)
                 when += m->commit_failed ? USEC_PER_SEC : m->config.commit_interval_usec;
-        if (m->commit_timer) {
-                r = sd_event_source_set_time(m->commit_timer, when);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(m->commit_timer, SD_EVENT_ONESHOT);
-        } else {
-                r = sd_event_add_time(m->event, &m->commit_timer, CLOCK_MONOTONIC, when, 0, on_commit_timer, m);
-                if (r >= 0)
-                        (void) sd_event_source_set_description(m->commit_timer, "group-commit");
-        }
+        r = tg_event_arm(m->event, &m->commit_timer, CLOCK_MONOTONIC, when, TG_TIMER_EXACT, on_commit_timer, m,
+                         "group-commit");
         if (r < 0)
                 log_error_errno(r, "Cannot arm the commit timer: %m");
 }

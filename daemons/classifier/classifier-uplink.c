@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include "classifier.h"
+#include "tg-event.h"
 #include "tg-log.h"
 #include "tg-message-ids.h"
 #include "tg-time.h"
@@ -63,11 +64,17 @@ static Batch *batch_new(Manager *m) {
         return b;
 }
 
-bool uplink_batch_in_memory(Manager *m, uint64_t id) {
+/* The oldest batch held in memory (UINT64_MAX if none). Everything in the
+ * backlog below it is the drain lane's: batches in memory are always newer
+ * than the ones that were let go to the backlog (after_commit spills the
+ * oldest first), so the drain never picks one that is also in flight. */
+static uint64_t oldest_in_memory(Manager *m) {
+        uint64_t id = UINT64_MAX;
+
         for (Batch *b = m->batches; b; b = b->next)
-                if (b->id == id)
-                        return true;
-        return false;
+                if (!b->drain)
+                        id = MIN(id, b->id);
+        return id;
 }
 
 static int gzip_body(const TgBuf *in, TgBuf *out, int level) {
@@ -297,13 +304,13 @@ static void send_ready(Manager *m) {
                 void *data;
                 Batch *b;
 
-                /* Skip batches that are in memory (in flight, or acknowledged and
-                 * waiting for their delete to commit). */
+                after.before = oldest_in_memory(m);
+                /* Skip batches acknowledged whose delete has not committed yet. */
                 for (;;) {
                         int r = tg_queue_next(m->backlog, BACKLOG_KIND, false, &after, &item, &data);
                         if (r < 0)
                                 return;
-                        if (!uplink_batch_in_memory(m, item.id) && !store_backlog_delete_pending(m, item.id))
+                        if (!store_backlog_delete_pending(m, item.id))
                                 break;
                         after.id = item.id;
                         free(data);
@@ -357,12 +364,8 @@ static void schedule_backoff(Manager *m) {
 
         if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
                 return;
-        if (m->backoff_timer) {
-                r = sd_event_source_set_time(m->backoff_timer, now + delay);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(m->backoff_timer, SD_EVENT_ONESHOT);
-        } else
-                r = sd_event_add_time(m->event, &m->backoff_timer, CLOCK_MONOTONIC, now + delay, 0, on_backoff, m);
+        r = tg_event_arm(m->event, &m->backoff_timer, CLOCK_MONOTONIC, now + delay, 10 * USEC_PER_MSEC, on_backoff,
+                         m, "uplink-backoff");
         if (r < 0)
                 log_error_errno(r, "Cannot arm the back-off timer: %m");
 }
@@ -412,15 +415,9 @@ int uplink_add_record(Manager *m, const TgRecord *rec, uint64_t ttl_usec) {
                 b->state = BATCH_COLLECTING;
                 m->collecting = b;
                 r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-                if (r >= 0) {
-                        if (m->batch_timer) {
-                                r = sd_event_source_set_time(m->batch_timer, now + m->config.batch_window_usec);
-                                if (r >= 0)
-                                        r = sd_event_source_set_enabled(m->batch_timer, SD_EVENT_ONESHOT);
-                        } else
-                                r = sd_event_add_time(m->event, &m->batch_timer, CLOCK_MONOTONIC,
-                                                      now + m->config.batch_window_usec, 0, on_batch_window, m);
-                }
+                if (r >= 0)
+                        r = tg_event_arm(m->event, &m->batch_timer, CLOCK_MONOTONIC, now + m->config.batch_window_usec,
+                                         TG_TIMER_EXACT, on_batch_window, m, "batch-window");
                 if (r < 0)
                         log_warning_errno(r, "Cannot arm the batch window: %m");
         }
@@ -469,15 +466,23 @@ int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now) {
 }
 
 void uplink_after_commit(Manager *m) {
+        unsigned keep = m->online ? m->config.max_inflight : 0;
         Batch *next;
 
+        /* The list runs newest first. Batches waiting for an uplink slot are in the
+         * backlog now; memory keeps only the newest few (none while offline) and
+         * lets the older ones go to the drain lane, so memory stays bounded when
+         * the TSP is slower than the car and the freshest data goes first. */
         for (Batch *b = m->batches; b; b = next) {
                 next = b->next;
-                if (b->state == BATCH_COLLECTING)
+                if (b->state == BATCH_COLLECTING || b->drain)
                         continue;
                 b->persisted = true;
-                /* Offline: the backlog has it; memory does not need to. */
-                if (!m->online && b->state == BATCH_READY)
+                if (b->state != BATCH_READY)
+                        continue;
+                if (keep > 0)
+                        keep--;
+                else
                         batch_free(b);
         }
 }

@@ -142,7 +142,7 @@ struct Manager {
         Batch *batches;            /* in memory, all states */
         Batch *collecting;
         unsigned inflight_fresh;
-        bool draining;             /* a backlog batch is in flight */
+        bool draining;             /* a backlog batch is in flight (one at a time) */
         uint64_t drain_cursor;
         bool online;
         unsigned failures;
@@ -191,7 +191,7 @@ void uplink_before_commit(Manager *m);
 int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now);
 void uplink_after_commit(Manager *m);
 void uplink_kick(Manager *m);
-bool uplink_batch_in_memory(Manager *m, uint64_t id);
+
 
 /* classifier-bus.c */
 int bus_setup(Manager *m);
