@@ -17,6 +17,10 @@
  *     r = tg_producer_flush(p, 5 * 1000 * 1000);        // everything committed?
  *     tg_producer_free(p);
  *
+ * Records wait in the frame being built until it is full or the producer
+ * calls tg_producer_send() (or _flush()): a producer that goes idle between
+ * samples should send first, or its real-time data waits for a full frame.
+ *
  * All functions return 0 (or a count) on success and a negative errno on
  * failure. -EBADMSG means the classifier rejected a frame; the reason is in
  * tg_producer_last_error(). The socket is blocking: a full classifier

@@ -139,6 +139,8 @@ struct Manager {
 
         /* uplink */
         TgHttp *http;
+        struct libdeflate_compressor *deflater;
+        unsigned deflater_level;
         Batch *batches;            /* in memory, all states */
         Batch *collecting;
         unsigned inflight_fresh;

@@ -337,6 +337,13 @@ static int play(Run *run, uint64_t start) {
                                 wake += start;
                                 ts_wake = (struct timespec) { .tv_sec = (time_t) (wake / NSEC_PER_SEC),
                                                               .tv_nsec = (long) (wake % NSEC_PER_SEC) };
+                                /* Going idle: what is buffered goes out now, as a paced
+                                 * producer must, or real-time data would wait for a full frame. */
+                                if (run->producer) {
+                                        r = tg_producer_send(run->producer);
+                                        if (r < 0)
+                                                return log_error_errno(r, "Cannot send to the classifier: %m");
+                                }
                                 (void) clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts_wake, NULL);
                                 continue;
                         }
