@@ -18,6 +18,7 @@ static int method_submit(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         size_t size;
         DataClass class;
         TgRecordError e;
+        uint64_t id;
         int r;
 
         r = sd_bus_message_read(msg, "st", &topic, &ts);
@@ -49,11 +50,12 @@ static int method_submit(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 .topic_len = (uint16_t) strlen(topic),
                 .payload = payload,
                 .payload_len = (uint32_t) size,
-        }, &class);
+        }, &class, &id);
         if (r < 0)
                 return r;
-        /* Answered by the commit that stores it (or hands it to the TSP). */
-        r = store_queue_reply(m, msg, class);
+        /* Answered once the record is resolved: committed to the outbox, acknowledged
+         * by the TSP, or spilled to the backlog. */
+        r = store_queue_reply(m, msg, class, id);
         if (r < 0)
                 return r;
         return 1;

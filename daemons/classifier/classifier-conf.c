@@ -190,6 +190,7 @@ static const TgConfRange range_batch = { .min = 1024, .max = 8 << 20 };
 static const TgConfRange range_inflight = { .min = 1, .max = 16 };
 static const TgConfRange range_level = { .min = 1, .max = 9 };
 static const TgConfRange range_timeout = { .min = 100 * USEC_PER_MSEC, .max = 600 * USEC_PER_SEC };
+static const TgConfRange range_spill = { .min = 0, .max = 60 * USEC_PER_SEC, .unit_usec = USEC_PER_MSEC };
 static const TgConfRange range_backoff = { .min = 10 * USEC_PER_MSEC, .max = 3600 * USEC_PER_SEC };
 
 #define C(sec, key, fn, field, extra) { sec, key, fn, offsetof(ClassifierConfig, field), extra }
@@ -225,6 +226,7 @@ static const TgConfItem config_items[] = {
         C("Uplink", "RequestTimeout", tg_conf_parse_timespan, request_timeout_usec, &range_timeout),
         C("Uplink", "BackoffMin", tg_conf_parse_timespan, backoff_min_usec, &range_backoff),
         C("Uplink", "BackoffMax", tg_conf_parse_timespan, backoff_max_usec, &range_backoff),
+        C("Uplink", "SpillAfter", tg_conf_parse_timespan, spill_after_usec, &range_spill),
 
         R("Match", parse_patterns, patterns, NULL),
         R("Class", parse_rule_class, class, NULL),
@@ -284,6 +286,7 @@ static void config_defaults(ClassifierConfig *c) {
                 .request_timeout_usec = 15 * USEC_PER_SEC,
                 .backoff_min_usec = 250 * USEC_PER_MSEC,
                 .backoff_max_usec = 60 * USEC_PER_SEC,
+                .spill_after_usec = 200 * USEC_PER_MSEC,
         };
 }
 

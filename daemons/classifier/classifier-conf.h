@@ -57,6 +57,7 @@ typedef struct ClassifierConfig {
         uint64_t request_timeout_usec;
         uint64_t backoff_min_usec;
         uint64_t backoff_max_usec;
+        uint64_t spill_after_usec;
 
         /* [Rule NAME] */
         Rule *rules;

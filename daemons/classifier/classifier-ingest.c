@@ -25,6 +25,7 @@ static void producer_free(Producer *p) {
         m->n_producers--;
         sd_event_source_disable_unref(p->io);
         safe_close(p->fd);
+        free(p->rt_frames);
         free(p);
 }
 
@@ -60,6 +61,7 @@ static void handle_frame(Producer *p, const uint8_t *buf, size_t n, bool truncat
         TgFrameHeader h = {};
         TgFrameError e;
         uint16_t index;
+        uint64_t rt_id = 0;
         size_t offset = TG_FRAME_HEADER_SIZE;
         char detail[128] = "";
 
@@ -85,19 +87,35 @@ static void handle_frame(Producer *p, const uint8_t *buf, size_t n, bool truncat
                 return;
         }
 
+        if (p->n_rt_frames == p->allocated_rt_frames) {
+                size_t k = MAX(p->allocated_rt_frames * 2, (size_t) 16);
+                void *a = realloc(p->rt_frames, k * sizeof *p->rt_frames);
+                if (!a) {
+                        reject_frame(p, h.seq, h.count, TG_FRAME_INTERNAL, UINT16_MAX, "out of memory");
+                        return;
+                }
+                p->rt_frames = a;
+                p->allocated_rt_frames = k;
+        }
         for (unsigned i = 0; i < h.count; i++) {
                 TgRecord rec;
+                DataClass class;
+                uint64_t id;
                 int r;
 
                 (void) tg_record_decode(buf, n, &offset, TG_PAYLOAD_MAX, &rec); /* checked above */
-                r = manager_accept_record(m, &rec, NULL);
+                r = manager_accept_record(m, &rec, &class, &id);
                 if (r < 0) {
                         /* Only memory can fail here; what was taken of this frame stays. */
                         reject_frame(p, h.seq, (uint16_t) (h.count - i), TG_FRAME_INTERNAL, (uint16_t) i,
                                      "out of memory");
                         return;
                 }
+                if (class == CLASS_REALTIME)
+                        rt_id = id; /* ids grow: the last is the highest */
         }
+        if (rt_id > 0)
+                p->rt_frames[p->n_rt_frames++] = (typeof(*p->rt_frames)) { .seq = h.seq, .rt_id = rt_id };
         p->received_seq = h.seq;
         p->any_received = true;
         if (h.count == 0)
@@ -256,12 +274,39 @@ void ingest_pause(Manager *m, bool pause) {
                 (void) sd_event_source_set_enabled(m->listen_io, pause && m->daemon->stopping ? SD_EVENT_OFF : SD_EVENT_ON);
 }
 
+void ingest_commit_done(Manager *m) {
+        for (Producer *p = m->producers; p; p = p->next) {
+                p->committed_seq = p->received_seq;
+                p->any_committed = p->any_received;
+        }
+}
+
+/* ACK the highest frame whose records are all resolved: its deferred records
+ * committed (frames up to committed_seq) and its real-time records below the
+ * watermark. */
 void ingest_ack_all(Manager *m) {
+        uint64_t watermark = uplink_watermark(m);
         uint8_t buf[TG_FRAME_HEADER_SIZE];
 
-        for (Producer *p = m->producers; p; p = p->next)
-                if (p->any_received && p->received_seq != p->acked_seq) {
-                        producer_send(p, buf, tg_frame_build_ack(buf, p->received_seq));
-                        p->acked_seq = p->received_seq;
+        for (Producer *p = m->producers; p; p = p->next) {
+                uint32_t ack;
+                size_t done = 0;
+
+                if (!p->any_committed)
+                        continue;
+                while (done < p->n_rt_frames && p->rt_frames[done].rt_id < watermark)
+                        done++;
+                if (done > 0) {
+                        memmove(p->rt_frames, p->rt_frames + done, (p->n_rt_frames - done) * sizeof *p->rt_frames);
+                        p->n_rt_frames -= done;
                 }
+                ack = p->committed_seq;
+                /* Sequence numbers wrap: compare by difference. */
+                if (p->n_rt_frames > 0 && (int32_t) (p->rt_frames[0].seq - 1 - ack) < 0)
+                        ack = p->rt_frames[0].seq - 1;
+                if (ack != p->acked_seq && (int32_t) (ack - p->acked_seq) > 0) {
+                        producer_send(p, buf, tg_frame_build_ack(buf, ack));
+                        p->acked_seq = ack;
+                }
+        }
 }

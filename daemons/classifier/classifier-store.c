@@ -245,12 +245,12 @@ int store_add_deferred(Manager *m, const TgRecord *rec, unsigned priority, uint6
         return 0;
 }
 
-int store_queue_reply(Manager *m, sd_bus_message *msg, DataClass class) {
+int store_queue_reply(Manager *m, sd_bus_message *msg, DataClass class, uint64_t id) {
         PendingReply *p = malloc(sizeof *p);
 
         if (!p)
                 return -ENOMEM;
-        *p = (PendingReply) { .message = sd_bus_message_ref(msg), .class = class };
+        *p = (PendingReply) { .message = sd_bus_message_ref(msg), .class = class, .id = id };
         *m->replies_tail = p;
         m->replies_tail = &p->next;
         return 0;
@@ -278,10 +278,7 @@ bool store_backlog_delete_pending(Manager *m, uint64_t id) {
 }
 
 static int on_commit_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
-
-        uplink_before_commit(m);
-        (void) store_commit(m);
+        (void) store_commit(userdata);
         return 0;
 }
 
@@ -340,10 +337,12 @@ static int commit_backlog(Manager *m, uint64_t now, TgQueueEvicted *ev) {
         TgQueueLimits limits = { .max_bytes = m->config.backlog_max_bytes };
         int r;
 
+        if (m->n_backlog_deletes == 0 && !uplink_spill_due(m, m->daemon->stopping))
+                return 0; /* nothing to write: no transaction, no fsync */
         r = tg_queue_begin(m->backlog);
         if (r < 0)
                 return r;
-        r = uplink_persist(m, m->backlog, now);
+        r = uplink_persist(m, m->backlog, now, m->daemon->stopping);
         for (size_t i = 0; i < m->n_backlog_deletes && r >= 0; i++)
                 r = tg_queue_delete(m->backlog, m->backlog_deletes[i]);
         if (r >= 0)
@@ -355,18 +354,30 @@ static int commit_backlog(Manager *m, uint64_t now, TgQueueEvicted *ev) {
         return r;
 }
 
-/* D-Bus callers whose records a failed commit holds keep waiting for the retry:
- * an error reply would make them submit again and store the record twice. */
-static void reply_all(Manager *m) {
-        PendingReply *p;
+/* Answer the D-Bus callers whose records are resolved. Those a failed commit
+ * holds keep waiting for the retry: an error reply would make them submit
+ * again and store the record twice. */
+void store_reply_resolved(Manager *m) {
+        uint64_t watermark = uplink_watermark(m);
+        PendingReply **pp = &m->replies, *p;
 
-        while ((p = m->replies)) {
-                m->replies = p->next;
+        while ((p = *pp)) {
+                bool resolved = p->class == CLASS_REALTIME ? p->id < watermark : p->committed;
+                if (!resolved) {
+                        pp = &p->next;
+                        continue;
+                }
+                *pp = p->next;
                 (void) sd_bus_reply_method_return(p->message, "s", data_class_to_string(p->class));
                 sd_bus_message_unref(p->message);
                 free(p);
         }
-        m->replies_tail = &m->replies;
+        m->replies_tail = pp;
+}
+
+static void replies_committed(Manager *m) {
+        for (PendingReply *p = m->replies; p; p = p->next)
+                p->committed = true;
 }
 
 int store_commit(Manager *m) {
@@ -402,9 +413,10 @@ int store_commit(Manager *m) {
         report_evictions(m, "Outbox", TG_MID_OUTBOX_EVICTED, &evo);
         report_evictions(m, "Real-time backlog", TG_MID_BACKLOG_EVICTED, &evb);
 
-        reply_all(m);
-        ingest_ack_all(m);
+        replies_committed(m);
+        ingest_commit_done(m);
         uplink_after_commit(m);
+        manager_acknowledge(m);
         (void) store_refresh_counts(m);
         schedule_expiry(m); /* new items may expire before the armed time */
         if (m->paused)

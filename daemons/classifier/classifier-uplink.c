@@ -20,11 +20,13 @@
  * is the Idempotency-Key, and every record carries its own id, so a retry
  * never duplicates at the receiver.
  *
- * Durability: a batch not yet acknowledged when a group commit runs is
- * written to the backlog in that commit; once acknowledged, it is deleted
- * from there at the next commit. On a failure the uplink goes offline:
- * fresh batches only go to the backlog, and after an exponential back-off
- * with jitter the oldest backlog batch probes the TSP. Once online, the
+ * Durability: a batch the TSP has not acknowledged SpillAfter after it closed
+ * is written to the backlog by the next commit (once acknowledged, it is
+ * deleted from there again); while the uplink is offline every batch is. So
+ * the disk sees real-time data only when the uplink is slow or down. On a
+ * failure the uplink goes offline: fresh batches only go to the backlog, and
+ * after an exponential back-off with jitter the oldest backlog batch probes
+ * the TSP. Once online, the
  * backlog drains oldest-first on one connection while fresh batches keep
  * their own MaxInflight slots, so old data never delays new data.
  */
@@ -62,6 +64,40 @@ static Batch *batch_new(Manager *m) {
                 m->batches->prev = b;
         m->batches = b;
         return b;
+}
+
+uint64_t uplink_watermark(Manager *m) {
+        uint64_t id = UINT64_MAX;
+
+        for (Batch *b = m->batches; b; b = b->next)
+                if (!b->persisted && !b->drain)
+                        id = MIN(id, b->id);
+        return id;
+}
+
+static int on_spill_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Arm the spill timer for the oldest closed batch that is neither acknowledged
+ * nor spilled; when it fires, a commit spills what is due. */
+static void schedule_spill(Manager *m) {
+        uint64_t oldest = UINT64_MAX;
+
+        for (Batch *b = m->batches; b; b = b->next)
+                if (!b->persisted && !b->drain && b->state != BATCH_COLLECTING)
+                        oldest = MIN(oldest, b->closed_usec);
+        if (oldest == UINT64_MAX) {
+                if (m->spill_timer)
+                        (void) sd_event_source_set_enabled(m->spill_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (tg_event_arm(m->event, &m->spill_timer, CLOCK_MONOTONIC, oldest + m->config.spill_after_usec,
+                         TG_TIMER_EXACT, on_spill_timer, m, "spill") < 0)
+                log_warning("Cannot arm the spill timer; batches are spilled at the next commit.");
+}
+
+static int on_spill_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        store_schedule_commit(userdata, true);
+        return 0;
 }
 
 /* The oldest batch held in memory (UINT64_MAX if none). Everything in the
@@ -178,10 +214,14 @@ static void batch_rejected(Manager *m, Batch *b, long status) {
 static void on_batch_done(CURL *easy, CURLcode result, void *userdata) {
         Batch *b = userdata;
         Manager *m = b->manager;
+        curl_off_t retry_after = 0;
         long status = 0;
         char why[256];
 
+        /* Everything needed from the handle, before it goes. */
         (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK)
+                retry_after = 0;
         curl_easy_cleanup(b->easy);
         b->easy = NULL;
         curl_slist_free_all(b->headers);
@@ -200,8 +240,10 @@ static void on_batch_done(CURL *easy, CURLcode result, void *userdata) {
                         m->drain_cursor = b->id;
                 batch_free(b);
                 go_online(m);
+                manager_acknowledge(m);
                 manager_properties_changed(m);
                 send_ready(m);
+                schedule_spill(m);
                 return;
         }
 
@@ -219,11 +261,9 @@ static void on_batch_done(CURL *easy, CURLcode result, void *userdata) {
                 snprintf(why, sizeof why, "%s", curl_easy_strerror(result));
         else {
                 snprintf(why, sizeof why, "HTTP %ld", status);
-                if (status == 429 || status == 503) {
-                        curl_off_t retry = 0;
-                        if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry) == CURLE_OK && retry > 0)
-                                m->retry_after_usec = (uint64_t) MIN(retry, (curl_off_t) 3600) * USEC_PER_SEC;
-                }
+                /* Honoured, but never beyond BackoffMax: a TSP must not park the car's uplink. */
+                if ((status == 429 || status == 503) && retry_after > 0)
+                        m->retry_after_usec = MIN((uint64_t) retry_after * USEC_PER_SEC, m->config.backoff_max_usec);
         }
         tg_buf_reset(&b->response);
         if (b->drain) {
@@ -387,10 +427,13 @@ static void batch_close(Manager *m, Batch *b) {
         } else
                 tg_buf_free(&b->raw);
         b->state = BATCH_READY;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &b->closed_usec);
         if (m->collecting == b)
                 m->collecting = NULL;
         if (m->batch_timer)
                 (void) sd_event_source_set_enabled(m->batch_timer, SD_EVENT_OFF);
+        if (!tg_event_armed(m->spill_timer))
+                schedule_spill(m);
 }
 
 static int on_batch_window(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -435,19 +478,39 @@ int uplink_add_record(Manager *m, const TgRecord *rec, uint64_t ttl_usec) {
         return 0;
 }
 
-void uplink_before_commit(Manager *m) {
-        /* Everything accepted before the commit must be in it: close the open batch. */
+void uplink_close_collecting(Manager *m) {
         if (m->collecting) {
                 batch_close(m, m->collecting);
                 send_ready(m);
         }
 }
 
-int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now) {
+/* Must this batch go to the backlog now? Not while the TSP may still answer in time. */
+static bool batch_due(Manager *m, const Batch *b, uint64_t mono, bool all) {
+        if (b->persisted || b->state == BATCH_COLLECTING)
+                return false;
+        return all || !m->online || mono >= b->closed_usec + m->config.spill_after_usec;
+}
+
+bool uplink_spill_due(Manager *m, bool all) {
+        uint64_t mono = 0;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &mono);
+        for (Batch *b = m->batches; b; b = b->next)
+                if (batch_due(m, b, mono, all))
+                        return true;
+        return false;
+}
+
+int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now, bool all) {
+        uint64_t mono = 0;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &mono);
         for (Batch *b = m->batches; b; b = b->next) {
                 int r;
 
-                if (b->persisted || b->state == BATCH_COLLECTING)
+                b->spilling = false;
+                if (!batch_due(m, b, mono, all))
                         continue;
                 r = tg_queue_insert(backlog, &(TgQueueItem) {
                         .id = b->id,
@@ -462,6 +525,7 @@ int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now) {
                 });
                 if (r < 0)
                         return r;
+                b->spilling = true;
         }
         return 0;
 }
@@ -476,16 +540,18 @@ void uplink_after_commit(Manager *m) {
          * the TSP is slower than the car and the freshest data goes first. */
         for (Batch *b = m->batches; b; b = next) {
                 next = b->next;
-                if (b->state == BATCH_COLLECTING || b->drain)
-                        continue;
-                b->persisted = true;
-                if (b->state != BATCH_READY)
+                if (b->spilling) {
+                        b->persisted = true;
+                        b->spilling = false;
+                }
+                if (!b->persisted || b->drain || b->state != BATCH_READY)
                         continue;
                 if (keep > 0)
                         keep--;
                 else
                         batch_free(b);
         }
+        schedule_spill(m);
 }
 
 void uplink_kick(Manager *m) {
@@ -511,6 +577,7 @@ void uplink_done(Manager *m) {
                 batch_free(m->batches);
         m->batch_timer = sd_event_source_disable_unref(m->batch_timer);
         m->backoff_timer = sd_event_source_disable_unref(m->backoff_timer);
+        m->spill_timer = sd_event_source_disable_unref(m->spill_timer);
         m->http = tg_http_free(m->http);
         libdeflate_free_compressor(m->deflater);
         m->deflater = NULL;

@@ -56,7 +56,7 @@ uint64_t manager_new_id(Manager *m) {
         return m->run << ID_RUN_SHIFT | m->next_seq++;
 }
 
-int manager_accept_record(Manager *m, const TgRecord *in, DataClass *ret_class) {
+int manager_accept_record(Manager *m, const TgRecord *in, DataClass *ret_class, uint64_t *ret_id) {
         TgRecord rec = *in;
         DataClass class;
         unsigned priority;
@@ -80,7 +80,14 @@ int manager_accept_record(Manager *m, const TgRecord *in, DataClass *ret_class) 
                 store_schedule_commit(m, false);
         if (ret_class)
                 *ret_class = class;
+        if (ret_id)
+                *ret_id = rec.id;
         return 0;
+}
+
+void manager_acknowledge(Manager *m) {
+        ingest_ack_all(m);
+        store_reply_resolved(m);
 }
 
 static int manager_reload(TgDaemon *d) {
@@ -149,7 +156,7 @@ static int manager_setup(TgDaemon *d) {
 static void manager_commit_then_exit(Manager *m) {
         int r;
 
-        uplink_before_commit(m);
+        uplink_close_collecting(m);
         r = store_commit(m);
         if (r < 0)
                 log_error_errno(r, "Final commit failed; records accepted since the last commit are lost: %m");

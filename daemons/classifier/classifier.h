@@ -7,12 +7,19 @@
  * TSP at once (classifier-uplink.c) and stores deferred ones in the outbox
  * for key-sync (classifier-store.c).
  *
- * Commit protocol: every record accepted before a group commit starts is
- * committed by it — deferred records as outbox segments, real-time records
- * either already acknowledged by the TSP or written to the backlog as part
- * of their HTTP batch. Only then are producers acknowledged (ACK frames,
- * D-Bus replies). The records at risk on a crash are those accepted since
- * the last commit: at most one CommitInterval's worth (or MaxPendingSize).
+ * When a record counts as kept ("resolved"), and only then is its producer
+ * acknowledged (ACK frame, D-Bus reply):
+ *   - a deferred record once the group commit that writes its outbox segment
+ *     has succeeded (at most CommitInterval after it arrived);
+ *   - a real-time record once the TSP has acknowledged its batch, or the
+ *     batch has been written to the backlog: a batch still unacknowledged
+ *     SpillAfter after it closed, or any batch while the uplink is down, is
+ *     spilled by the next commit.
+ * So the backlog is written only when the uplink is slow or down. Batches get
+ * increasing ids, so "every real-time record below the watermark is resolved"
+ * (uplink_watermark) is what ACKs and replies wait for. The records at risk on
+ * a crash are the unacknowledged ones: deferred records of the last
+ * CommitInterval, real-time records of the last SpillAfter (+ BatchWindow).
  */
 
 #include <curl/curl.h>
@@ -40,9 +47,17 @@ struct Producer {
         sd_event_source *io;
         pid_t pid;
         uid_t uid;
-        uint32_t received_seq; /* last frame taken in */
-        uint32_t acked_seq;    /* last ACK sent */
-        bool any_received;
+        uint32_t received_seq;  /* last frame taken in */
+        uint32_t committed_seq; /* last frame taken in before the last successful commit */
+        uint32_t acked_seq;     /* last ACK sent */
+        bool any_received, any_committed;
+        /* Frames with real-time records not resolved yet: (seq, highest record id),
+         * oldest first. An ACK never passes the first of them. */
+        struct {
+                uint32_t seq;
+                uint64_t rt_id;
+        } *rt_frames;
+        size_t n_rt_frames, allocated_rt_frames;
         Producer *next, *prev;
 };
 
@@ -57,12 +72,14 @@ struct Batch {
         Manager *manager;
         uint64_t id;
         BatchState state;
+        uint64_t closed_usec; /* CLOCK_MONOTONIC */
         uint32_t records;
         uint64_t expires_usec;
         TgBuf raw;      /* TGR1 records while collecting */
         TgBuf body;     /* what goes on the wire (gzip or raw) */
         bool gzip;
         bool persisted; /* also in the backlog (deleted from there once the TSP acknowledges) */
+        bool spilling;  /* written by the commit under way */
         bool drain;     /* read back from the backlog, not fresh */
         CURL *easy;
         struct curl_slist *headers;
@@ -83,6 +100,8 @@ typedef struct Segment {
 struct PendingReply {
         sd_bus_message *message;
         DataClass class;
+        uint64_t id;     /* the record's id */
+        bool committed;  /* a commit succeeded since it was accepted */
         PendingReply *next;
 };
 
@@ -139,6 +158,7 @@ struct Manager {
 
         /* uplink */
         TgHttp *http;
+        sd_event_source *spill_timer;
         struct libdeflate_compressor *deflater;
         unsigned deflater_level;
         Batch *batches;            /* in memory, all states */
@@ -164,7 +184,9 @@ struct Manager {
 const Rule *manager_classify(Manager *m, const char *topic, size_t len, DataClass *ret_class,
                              unsigned *ret_priority, uint64_t *ret_ttl);
 uint64_t manager_new_id(Manager *m);
-int manager_accept_record(Manager *m, const TgRecord *rec, DataClass *ret_class);
+int manager_accept_record(Manager *m, const TgRecord *rec, DataClass *ret_class, uint64_t *ret_id);
+/* Tell producers and D-Bus callers about records now resolved. */
+void manager_acknowledge(Manager *m);
 void manager_properties_changed(Manager *m);
 
 /* classifier-ingest.c */
@@ -172,6 +194,7 @@ int ingest_setup(Manager *m);
 void ingest_done(Manager *m);
 void ingest_pause(Manager *m, bool pause);
 void ingest_ack_all(Manager *m);
+void ingest_commit_done(Manager *m);
 
 /* classifier-store.c */
 int store_setup(Manager *m);
@@ -179,7 +202,8 @@ void store_done(Manager *m);
 int store_add_deferred(Manager *m, const TgRecord *rec, unsigned priority, uint64_t ttl_usec);
 void store_schedule_commit(Manager *m, bool now);
 int store_commit(Manager *m);
-int store_queue_reply(Manager *m, sd_bus_message *msg, DataClass class);
+int store_queue_reply(Manager *m, sd_bus_message *msg, DataClass class, uint64_t id);
+void store_reply_resolved(Manager *m);
 int store_backlog_delete(Manager *m, uint64_t id);
 bool store_backlog_delete_pending(Manager *m, uint64_t id);
 int store_refresh_counts(Manager *m);
@@ -188,9 +212,13 @@ int store_refresh_counts(Manager *m);
 int uplink_setup(Manager *m);
 void uplink_done(Manager *m);
 int uplink_add_record(Manager *m, const TgRecord *rec, uint64_t ttl_usec);
-/* Called by the commit: close the collecting batch, hand over what must be persisted. */
-void uplink_before_commit(Manager *m);
-int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now);
+/* Close the collecting batch now (at stop: everything must be resolved). */
+void uplink_close_collecting(Manager *m);
+/* Called by the commit: write the batches that must be spilled (all of them when `all`). */
+int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now, bool all);
+bool uplink_spill_due(Manager *m, bool all);
+/* Every real-time record with an id below this is resolved (acknowledged by the TSP or spilled). */
+uint64_t uplink_watermark(Manager *m);
 void uplink_after_commit(Manager *m);
 void uplink_kick(Manager *m);
 
