@@ -58,7 +58,8 @@ class ClassifierTest(unittest.TestCase):
                      if _ is self) if hasattr(self._outcome, "result") else False
         if failed:
             print(self.sb.logs(), file=sys.stderr)
-        self.sb.down()
+        reports = self.sb.down()
+        self.assertEqual(reports, [], "sanitizer reports in the daemons' logs (kept in %s)" % self.sb.dir)
 
     def assert_serving(self):
         self.assertEqual(self.sb.submit("vehicle.speed", b"still-alive"), "realtime")

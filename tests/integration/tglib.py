@@ -179,12 +179,20 @@ class Sandbox:
         self.bus = self.env["DBUS_SYSTEM_BUS_ADDRESS"]
         return self
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
     def down(self, keep=False):
+        """Stop everything; returns sanitizer reports found in the logs (a build
+        with -Db_sanitize makes the daemons write them at the error or at exit)."""
         for p in self.producers:
             p.close()
         self.run("down", self.dir, check=False)
+        reports = [line for line in self.logs().splitlines() if any(m in line for m in self.SANITIZER_MARKS)]
+        if reports:
+            keep = True  # keep the evidence
         if not keep and not os.environ.get("TOLLGATE_KEEP_SANDBOX"):
             shutil.rmtree(self.dir, ignore_errors=True)
+        return reports
 
     def start(self, svc):
         p = self.run("start", self.dir, svc, check=False)
