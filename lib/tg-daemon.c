@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -206,6 +207,13 @@ static int run(TgDaemon *d) {
 
 int tg_daemon_main(TgDaemon *d, int argc, char *argv[]) {
         int r;
+
+        /* Long-running daemons with bursty buffers (batches, segments): blocks of
+         * 128 KiB and more are mapped and given back when freed, and the heap is
+         * trimmed, instead of glibc's dynamic threshold keeping every peak. */
+        (void) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        (void) mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+        (void) mallopt(M_ARENA_MAX, 2);
 
         r = parse_argv(d, argc, argv);
         if (r <= 0)

@@ -107,6 +107,24 @@ int tg_buf_append(TgBuf *b, const void *p, size_t n) {
         return 0;
 }
 
+int tg_buf_append_exact(TgBuf *b, const void *p, size_t n) {
+        uint8_t *d;
+
+        if (n > SIZE_MAX - b->size)
+                return -ENOMEM;
+        if (b->size + n > b->allocated) {
+                d = realloc(b->data, b->size + n);
+                if (!d)
+                        return -ENOMEM;
+                b->data = d;
+                b->allocated = b->size + n;
+        }
+        if (n > 0)
+                memcpy(b->data + b->size, p, n);
+        b->size += n;
+        return 0;
+}
+
 int tg_buf_append_record(TgBuf *b, const TgRecord *rec) {
         int r;
 

@@ -70,6 +70,8 @@ typedef struct TgBuf {
 
 int tg_buf_reserve(TgBuf *b, size_t extra);
 int tg_buf_append(TgBuf *b, const void *p, size_t n);
+/* Append without growing ahead: the buffer ends up exactly as large as needed. */
+int tg_buf_append_exact(TgBuf *b, const void *p, size_t n);
 int tg_buf_append_record(TgBuf *b, const TgRecord *r);
 void tg_buf_reset(TgBuf *b); /* size = 0, keeps memory */
 void tg_buf_free(TgBuf *b);

@@ -273,7 +273,7 @@ static void config_defaults(ClassifierConfig *c) {
                 .default_ttl_usec = 30 * 86400 * USEC_PER_SEC,
                 .commit_interval_usec = 10 * USEC_PER_MSEC,
                 .durable = true,
-                .max_pending_bytes = 8 << 20,
+                .max_pending_bytes = 4 << 20,
                 .outbox_max_bytes = UINT64_C(1) << 30,
                 .segment_max_bytes = 256 * 1024,
                 .backlog_max_bytes = 256 << 20,

@@ -125,13 +125,16 @@ static int gzip_body(Manager *m, const TgBuf *in, TgBuf *out) {
                         return -ENOMEM;
                 m->deflater_level = m->config.compression_level;
         }
-        if (tg_buf_reserve(out, libdeflate_gzip_compress_bound(m->deflater, in->size)) < 0)
+        /* Compress into a scratch buffer kept for the next batch, then keep only
+         * the bytes that matter: a body is ~1/6 of the bound. */
+        if (tg_buf_reserve(&m->deflate_scratch, libdeflate_gzip_compress_bound(m->deflater, in->size)) < 0)
                 return -ENOMEM;
-        n = libdeflate_gzip_compress(m->deflater, in->data, in->size, out->data, out->allocated);
+        n = libdeflate_gzip_compress(m->deflater, in->data, in->size, m->deflate_scratch.data,
+                                     m->deflate_scratch.allocated);
         if (n == 0)
                 return -ENOBUFS;
-        out->size = n;
-        return 0;
+        tg_buf_reset(out);
+        return tg_buf_append_exact(out, m->deflate_scratch.data, n);
 }
 
 static size_t on_response_data(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -148,6 +151,7 @@ static size_t on_response_data(char *ptr, size_t size, size_t nmemb, void *userd
 
 static void schedule_backoff(Manager *m);
 static void send_ready(Manager *m);
+static unsigned waiting_batches(Manager *m);
 
 static void go_online(Manager *m) {
         if (m->online)
@@ -419,13 +423,20 @@ static void batch_close(Manager *m, Batch *b) {
                 b->gzip = r >= 0;
         }
         if (r < 0) {
-                /* Uncompressed is always possible: swap buffers. */
-                tg_buf_free(&b->body);
-                b->body = b->raw;
-                b->raw = (TgBuf) {};
+                /* Uncompressed is always possible. */
+                tg_buf_reset(&b->body);
+                if (tg_buf_append_exact(&b->body, b->raw.data, b->raw.size) < 0) {
+                        tg_buf_free(&b->body);
+                        b->body = b->raw;
+                        b->raw = (TgBuf) {};
+                }
                 b->gzip = false;
-        } else
-                tg_buf_free(&b->raw);
+        }
+        /* The collecting buffer is reused by the next batch rather than grown again. */
+        tg_buf_free(&m->spare_raw);
+        m->spare_raw = b->raw;
+        tg_buf_reset(&m->spare_raw);
+        b->raw = (TgBuf) {};
         b->state = BATCH_READY;
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &b->closed_usec);
         if (m->collecting == b)
@@ -434,6 +445,8 @@ static void batch_close(Manager *m, Batch *b) {
                 (void) sd_event_source_set_enabled(m->batch_timer, SD_EVENT_OFF);
         if (!tg_event_armed(m->spill_timer))
                 schedule_spill(m);
+        if (waiting_batches(m) > m->config.max_inflight)
+                store_schedule_commit(m, false); /* spill the excess with the next commit */
 }
 
 static int on_batch_window(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -457,6 +470,8 @@ int uplink_add_record(Manager *m, const TgRecord *rec, uint64_t ttl_usec) {
                         return -ENOMEM;
                 b->id = rec->id;
                 b->state = BATCH_COLLECTING;
+                b->raw = m->spare_raw;
+                m->spare_raw = (TgBuf) {};
                 m->collecting = b;
                 r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
                 if (r >= 0)
@@ -485,24 +500,41 @@ void uplink_close_collecting(Manager *m) {
         }
 }
 
-/* Must this batch go to the backlog now? Not while the TSP may still answer in time. */
-static bool batch_due(Manager *m, const Batch *b, uint64_t mono, bool all) {
+/* Batches closed but not sent, and not yet spilled. */
+static unsigned waiting_batches(Manager *m) {
+        unsigned n = 0;
+
+        for (Batch *b = m->batches; b; b = b->next)
+                if (b->state == BATCH_READY && !b->drain && !b->persisted)
+                        n++;
+        return n;
+}
+
+/* Must this batch go to the backlog now? Yes when its time is up, when the
+ * uplink is down, or when more batches wait for a slot than MaxInflight: a
+ * TSP slower than the car must not make memory grow; the spilled ones drain
+ * later. */
+static bool batch_due(Manager *m, const Batch *b, uint64_t mono, bool all, unsigned waiting) {
         if (b->persisted || b->state == BATCH_COLLECTING)
                 return false;
-        return all || !m->online || mono >= b->closed_usec + m->config.spill_after_usec;
+        return all || !m->online || mono >= b->closed_usec + m->config.spill_after_usec ||
+               (b->state == BATCH_READY && waiting > m->config.max_inflight);
 }
 
 bool uplink_spill_due(Manager *m, bool all) {
         uint64_t mono = 0;
 
+        unsigned waiting = waiting_batches(m);
+
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &mono);
         for (Batch *b = m->batches; b; b = b->next)
-                if (batch_due(m, b, mono, all))
+                if (batch_due(m, b, mono, all, waiting))
                         return true;
         return false;
 }
 
 int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now, bool all) {
+        unsigned waiting = waiting_batches(m);
         uint64_t mono = 0;
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &mono);
@@ -510,7 +542,7 @@ int uplink_persist(Manager *m, TgQueue *backlog, uint64_t now, bool all) {
                 int r;
 
                 b->spilling = false;
-                if (!batch_due(m, b, mono, all))
+                if (!batch_due(m, b, mono, all, waiting))
                         continue;
                 r = tg_queue_insert(backlog, &(TgQueueItem) {
                         .id = b->id,
@@ -581,4 +613,6 @@ void uplink_done(Manager *m) {
         m->http = tg_http_free(m->http);
         libdeflate_free_compressor(m->deflater);
         m->deflater = NULL;
+        tg_buf_free(&m->deflate_scratch);
+        tg_buf_free(&m->spare_raw);
 }

@@ -161,6 +161,8 @@ struct Manager {
         sd_event_source *spill_timer;
         struct libdeflate_compressor *deflater;
         unsigned deflater_level;
+        TgBuf deflate_scratch; /* compression output, reused */
+        TgBuf spare_raw;       /* the last batch's collecting buffer, for the next one */
         Batch *batches;            /* in memory, all states */
         Batch *collecting;
         unsigned inflight_fresh;
