@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
+#include "tg-db.h"
 #include "tg-log.h"
 #include "tg-time.h"
 #include "tsp-store.h"
@@ -14,7 +15,6 @@
 #define DOWNLINK_MAX_RECORDS 1000
 #define DOWNLINK_MAX_BYTES ((size_t) 1024 * 1024)
 
-TG_DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
 
 enum {
         STMT_BATCH_EXISTS,
@@ -89,31 +89,6 @@ struct TspStore {
         pthread_mutex_t lock;
 };
 
-static int sqlite_to_errno(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_OK:
-                return 0;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_READONLY:
-        case SQLITE_PERM:
-                return -EROFS;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_TOOBIG:
-                return -E2BIG;
-        case SQLITE_CONSTRAINT:
-                return -EEXIST;
-        default:
-                return -EIO;
-        }
-}
-
 static int store_exec(TspStore *s, const char *sql) {
         char *msg = NULL;
         int rc;
@@ -122,7 +97,7 @@ static int store_exec(TspStore *s, const char *sql) {
         if (rc != SQLITE_OK) {
                 log_error("tsp-store: '%.40s...' failed: %s", sql, msg ?: sqlite3_errstr(rc));
                 sqlite3_free(msg);
-                return sqlite_to_errno(rc);
+                return tg_db_errno(rc);
         }
         return 0;
 }
@@ -133,7 +108,7 @@ static int store_step_done(TspStore *s, sqlite3_stmt *st) {
         (void) sqlite3_reset(st);
         if (rc != SQLITE_DONE) {
                 log_error("tsp-store: '%.60s' failed: %s", sqlite3_sql(st), sqlite3_errmsg(s->db));
-                return sqlite_to_errno(rc);
+                return tg_db_errno(rc);
         }
         return 0;
 }
@@ -172,7 +147,7 @@ int tsp_store_open(const char *path, TspStore **ret) {
         rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
         if (rc != SQLITE_OK)
-                return log_error_errno(sqlite_to_errno(rc), "cannot open database %s: %s", path,
+                return log_error_errno(tg_db_errno(rc), "cannot open database %s: %s", path,
                                        s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         /* Tests read the file with the sqlite3 tool while we write; a
          * checkpoint may briefly need their read lock. */
@@ -195,7 +170,7 @@ int tsp_store_open(const char *path, TspStore **ret) {
                 rc = sqlite3_prepare_v3(s->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
                                         NULL);
                 if (rc != SQLITE_OK)
-                        return log_error_errno(sqlite_to_errno(rc), "cannot prepare '%s' in %s: %s",
+                        return log_error_errno(tg_db_errno(rc), "cannot prepare '%s' in %s: %s",
                                                statements[i], path, sqlite3_errmsg(s->db));
         }
 
@@ -228,7 +203,7 @@ static int batch_exists(TspStore *s, const TspBatch *b, bool *ret) {
         rc = sqlite3_step(st);
         (void) sqlite3_reset(st);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                return sqlite_to_errno(rc);
+                return tg_db_errno(rc);
         *ret = rc == SQLITE_ROW;
         return 0;
 }
@@ -327,7 +302,7 @@ static int collect_downlink(TspStore *s, const TspBatch *b, TspBatchResult *res)
         if (r < 0)
                 return r;
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                return sqlite_to_errno(rc);
+                return tg_db_errno(rc);
         if (res->n_downlink == 0)
                 return 0;
 
