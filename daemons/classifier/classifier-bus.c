@@ -102,14 +102,9 @@ static int property_get_uplink(sd_bus *bus, const char *path, const char *interf
         return sd_bus_message_append(reply, "s", m->online ? "online" : "offline");
 }
 
-/* Counters are uint64 fields of Manager; the vtable's offset points at them. */
-static int property_get_u64(sd_bus *bus, const char *path, const char *interface, const char *property,
-                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "t", *(uint64_t *) userdata);
-}
-
+/* Counters are uint64 fields of Manager: sd-bus reads them at the offset. */
 #define PROP(name, field) \
-        SD_BUS_PROPERTY(name, "t", property_get_u64, offsetof(Manager, field), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+        SD_BUS_PROPERTY(name, "t", NULL, offsetof(Manager, field), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable classifier_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -122,6 +117,15 @@ static const sd_bus_vtable classifier_vtable[] = {
                                 SD_BUS_RESULT("s", class, "u", priority, "t", ttl_usec, "s", rule),
                                 method_classify, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", NULL, NULL, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("FetchDownlink",
+                                SD_BUS_ARGS("s", topic_pattern, "u", max),
+                                SD_BUS_RESULT("a(tstay)", records),
+                                bus_method_fetch_downlink, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AckDownlink",
+                                SD_BUS_ARGS("at", ids),
+                                SD_BUS_RESULT("u", deleted),
+                                bus_method_ack_downlink, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("DownlinkReceived", SD_BUS_ARGS("u", count, "t", last_id), 0),
         PROP("RealtimeSent", counters.realtime_sent),
         PROP("RealtimeBacklog", backlog_counts.records),
         PROP("CellularBytes", cellular_bytes),
@@ -134,6 +138,7 @@ static const sd_bus_vtable classifier_vtable[] = {
         PROP("RealtimeRejected", counters.realtime_rejected),
         PROP("DeferredEvicted", counters.deferred_evicted),
         PROP("BacklogEvicted", counters.backlog_evicted),
+        PROP("DownlinkQueued", downlink_queued),
         SD_BUS_VTABLE_END,
 };
 
@@ -154,6 +159,7 @@ static const struct {
         { "RealtimeRejected", offsetof(Manager, counters.realtime_rejected) },
         { "DeferredEvicted", offsetof(Manager, counters.deferred_evicted) },
         { "BacklogEvicted", offsetof(Manager, counters.backlog_evicted) },
+        { "DownlinkQueued", offsetof(Manager, downlink_queued) },
 };
 
 static uint64_t last_values[ELEMENTSOF(watched)];

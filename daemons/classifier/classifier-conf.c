@@ -212,6 +212,8 @@ static const TgConfItem config_items[] = {
         C("Storage", "OutboxPriorityMaxSize", parse_priority_sizes, outbox_priority_max_bytes, NULL),
         C("Storage", "SegmentMaxSize", tg_conf_parse_size, segment_max_bytes, &range_segment),
         C("Storage", "BacklogMaxSize", tg_conf_parse_size, backlog_max_bytes, &range_queue),
+        C("Storage", "DownlinkMaxSize", tg_conf_parse_size, downlink_max_bytes, &range_queue),
+        C("Storage", "DownlinkTimeToLive", tg_conf_parse_timespan, downlink_ttl_usec, &range_ttl),
 
         C("Uplink", "URL", parse_url, url, NULL),
         C("Uplink", "CAFile", parse_absolute_path, ca_file, NULL),
@@ -277,6 +279,8 @@ static void config_defaults(ClassifierConfig *c) {
                 .outbox_max_bytes = UINT64_C(1) << 30,
                 .segment_max_bytes = 256 * 1024,
                 .backlog_max_bytes = 256 << 20,
+                .downlink_max_bytes = 16 << 20,
+                .downlink_ttl_usec = 7 * 86400 * USEC_PER_SEC,
                 .batch_window_usec = 5 * USEC_PER_MSEC,
                 .batch_max_bytes = 64 * 1024,
                 .max_inflight = 4,

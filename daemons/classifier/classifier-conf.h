@@ -42,6 +42,8 @@ typedef struct ClassifierConfig {
         uint64_t outbox_priority_max_bytes[TG_PRIORITIES];
         uint64_t segment_max_bytes;
         uint64_t backlog_max_bytes;
+        uint64_t downlink_max_bytes;
+        uint64_t downlink_ttl_usec;
 
         /* [Uplink] */
         char *url;

@@ -220,12 +220,15 @@ static void on_batch_done(CURL *easy, CURLcode result, void *userdata) {
         Manager *m = b->manager;
         curl_off_t retry_after = 0;
         long status = 0;
-        char why[256];
+        char why[256], content_type[128] = "";
+        const char *ct = NULL;
 
         /* Everything needed from the handle, before it goes. */
         (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK)
                 retry_after = 0;
+        if (curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+                snprintf(content_type, sizeof content_type, "%s", ct);
         curl_easy_cleanup(b->easy);
         b->easy = NULL;
         curl_slist_free_all(b->headers);
@@ -238,6 +241,7 @@ static void on_batch_done(CURL *easy, CURLcode result, void *userdata) {
 
         if (result == CURLE_OK && status >= 200 && status < 300) {
                 m->counters.realtime_sent += b->records;
+                downlink_handle_response(m, b->response.data, b->response.size, content_type);
                 if (b->persisted)
                         (void) store_backlog_delete(m, b->id);
                 if (b->drain)
@@ -279,21 +283,37 @@ static void on_batch_done(CURL *easy, CURLcode result, void *userdata) {
         store_schedule_commit(m, false);
 }
 
+static int batch_add_header(Batch *b, const char *header) {
+        struct curl_slist *l = curl_slist_append(b->headers, header);
+
+        if (!l)
+                return -ENOMEM; /* b->headers is intact and freed with the batch */
+        b->headers = l;
+        return 0;
+}
+
 static int batch_start(Manager *m, Batch *b) {
-        char key[64];
+        char key[64], ack[64];
         int r;
 
         b->easy = curl_easy_init();
         if (!b->easy)
                 return -ENOMEM;
         snprintf(key, sizeof key, "Idempotency-Key: %016" PRIx64, b->id);
-        b->headers = curl_slist_append(b->headers, "Content-Type: application/vnd.tollgate.records+tgr1");
-        b->headers = curl_slist_append(b->headers, key);
-        b->headers = curl_slist_append(b->headers, "Expect:"); /* no 100-continue round trip */
-        if (b->gzip)
-                b->headers = curl_slist_append(b->headers, "Content-Encoding: gzip");
-        if (!b->headers)
-                return -ENOMEM;
+        snprintf(ack, sizeof ack, "Tollgate-Downlink-Ack: %" PRIu64, m->downlink_ack);
+        r = batch_add_header(b, "Content-Type: application/vnd.tollgate.records+tgr1");
+        if (r >= 0)
+                r = batch_add_header(b, key);
+        if (r >= 0)
+                r = batch_add_header(b, "Expect:"); /* no 100-continue round trip */
+        if (r >= 0)
+                r = batch_add_header(b, "Accept:"); /* curl's default says nothing here: bytes saved */
+        if (r >= 0 && b->gzip)
+                r = batch_add_header(b, "Content-Encoding: gzip");
+        if (r >= 0 && m->downlink_ack > 0)
+                r = batch_add_header(b, ack);
+        if (r < 0)
+                return r;
 
         curl_easy_setopt(b->easy, CURLOPT_URL, m->config.url);
         curl_easy_setopt(b->easy, CURLOPT_POST, 1L);

@@ -144,6 +144,9 @@ static int manager_setup(TgDaemon *d) {
         r = store_setup(m);
         if (r < 0)
                 return r;
+        r = downlink_setup(m);
+        if (r < 0)
+                return r;
         r = uplink_setup(m);
         if (r < 0)
                 return r;
@@ -180,6 +183,7 @@ static void manager_free(TgDaemon *d) {
         ingest_done(m);
         uplink_done(m);
         store_done(m);
+        downlink_done(m);
         cache_flush(m);
         m->props_timer = sd_event_source_disable_unref(m->props_timer);
         classifier_config_done(&m->config);

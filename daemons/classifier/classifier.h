@@ -156,6 +156,11 @@ struct Manager {
         TgQueueCounts outbox_counts;
         TgQueueCounts backlog_counts; /* batches waiting (kind "batch") */
 
+        /* downlink (SPEC C9) */
+        TgQueue *inbox;
+        uint64_t downlink_ack;    /* highest downlink id stored: acknowledged to the TSP */
+        uint64_t downlink_queued; /* records in the inbox */
+
         /* uplink */
         TgHttp *http;
         sd_event_source *spill_timer;
@@ -224,6 +229,14 @@ uint64_t uplink_watermark(Manager *m);
 void uplink_after_commit(Manager *m);
 void uplink_kick(Manager *m);
 
+
+/* classifier-downlink.c */
+int downlink_setup(Manager *m);
+void downlink_done(Manager *m);
+int downlink_refresh(Manager *m);
+void downlink_handle_response(Manager *m, const uint8_t *body, size_t size, const char *content_type);
+int bus_method_fetch_downlink(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int bus_method_ack_downlink(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 
 /* classifier-bus.c */
 int bus_setup(Manager *m);

@@ -3,6 +3,7 @@
 """Integration tests of the classifier: the real daemon on a private bus in
 the sandbox, with the TSP simulator over mutual TLS on loopback."""
 
+import json
 import os
 import random
 import signal
@@ -23,6 +24,7 @@ MID_UPLINK_ONLINE = "267faa85af1648889c58852f5a72cf29"
 MID_BATCH_REJECTED = "b805634a41de4a2eaf4d79dcabb3a57c"
 MID_STORAGE_RECOVERED = "bb1b83d6cdee4bdfa66667be78083d79"
 MID_OUTBOX_EVICTED = "7c3fef343d974782a4baa84f89e12b59"
+MID_DOWNLINK_RECEIVED = "9e0bccb697b3436ea346af48eda57353"
 
 REALTIME_TOPICS = ["vehicle.speed", "vehicle.position", "battery.realtime", "fault.alarm", "voice.query"]
 DEFERRED_TOPICS = ["analytics.driving.behaviour", "analytics.component.life", "ops.user.profile",
@@ -410,6 +412,40 @@ class CrashTest(ClassifierTest):
         self.assertEqual(len(aside), 1)
         self.assertEqual(self.sb.submit("ops.preferences", b"after"), "deferred")
         self.assertEqual([r[3] for r in self.sb.outbox_records()], [b"after"])
+
+
+class DownlinkTest(ClassifierTest):
+    def fetch(self, pattern=""):
+        out = json.loads(self.sb.call("FetchDownlink", "su", pattern, 100).stdout)["data"][0]
+        return [(i, topic, bytes(payload)) for i, topic, ts, payload in out]
+
+    def test_cloud_to_car_data_is_stored_acknowledged_and_handed_over(self):
+        client = "TG-SANDBOX-0001"
+        q = self.sb.tsp("/downlink?client=%s&topic=cloud/voice.answer" % client, b"answer: 42")
+        self.sb.tsp("/downlink?client=%s&topic=cloud/poi.update" % client, b"poi")
+        # Real-time traffic carries it home.
+        self.sb.submit("voice.query", b"what is the answer?")
+        wait_until("downlink stored", lambda: self.sb.prop("DownlinkQueued") == 2)
+        self.assertIn(MID_DOWNLINK_RECEIVED, self.sb.log_text("classifier"))
+        self.assertEqual(self.fetch("cloud/voice.*"), [(q["id"], "cloud/voice.answer", b"answer: 42")])
+        self.assertEqual(len(self.fetch()), 2)
+
+        # The next request tells the TSP it is stored; the TSP stops re-sending.
+        self.sb.submit("vehicle.speed", b"1")
+        wait_until("TSP saw the ack", lambda: self.sb.tsp("/stats")["downlink_acked"] == 2)
+        sent = self.sb.tsp("/stats")["downlink_sent"]
+        # A restart (kill -9) keeps the inbox and the acknowledged id.
+        self.sb.kill("classifier")
+        self.sb.start("classifier")
+        self.assertEqual(self.sb.prop("DownlinkQueued"), 2)
+        self.sb.submit("vehicle.speed", b"2")
+        self.assertEqual(self.sb.tsp("/stats")["downlink_sent"], sent)
+
+        # The consumer takes one over; only then is it deleted.
+        p = self.sb.call("AckDownlink", "at", 1, q["id"])
+        self.assertEqual(json.loads(p.stdout)["data"][0], 1)
+        self.assertEqual([t for _, t, _ in self.fetch()], ["cloud/poi.update"])
+        self.assertEqual(self.sb.prop("DownlinkQueued"), 1)
 
 
 class QuotaTest(ClassifierTest):

@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The contract files agree with the code: every MESSAGE_ID has a catalog
+entry (and no entry is orphaned), every D-Bus member of the shipped XML is
+documented, every member a privileged caller needs is in the policy. No
+daemon runs here (ContractTest compares the XML with the live daemon)."""
+
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def read(*parts):
+    with open(os.path.join(REPO, *parts)) as f:
+        return f.read()
+
+
+class ContractFilesTest(unittest.TestCase):
+    def test_every_message_id_has_a_catalog_entry(self):
+        ids = dict((v, k) for k, v in re.findall(r'#define (TG_MID_\w+) "([0-9a-f]{32})"', read("lib", "tg-message-ids.h")))
+        catalog = read("conf", "tollgate.catalog")
+        entries = re.split(r"^-- ([0-9a-f]{32})\n", catalog, flags=re.M)[1:]
+        entries = dict(zip(entries[0::2], entries[1::2]))
+        self.assertEqual(sorted(ids), sorted(entries), "MESSAGE_IDs and catalog entries differ")
+        self.assertEqual(len(set(ids)), len(ids))
+        for mid, text in entries.items():
+            for field in ("Subject:", "Defined-By: tollgate", "Support:"):
+                self.assertIn(field, text, "%s (%s) lacks %s" % (mid, ids[mid], field))
+            body = text.split("\n\n", 1)
+            self.assertTrue(len(body) == 2 and len(body[1].strip()) > 40, "%s has no explanation" % ids[mid])
+
+    def test_catalog_is_accepted_by_journalctl(self):
+        with tempfile.TemporaryDirectory() as root:
+            d = os.path.join(root, "usr", "lib", "systemd", "catalog")
+            os.makedirs(d)
+            with open(os.path.join(d, "tollgate.catalog"), "w") as f:
+                f.write(read("conf", "tollgate.catalog"))
+            p = subprocess.run(["journalctl", "--root=" + root, "--update-catalog"], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertNotIn("Failed", p.stderr)
+            p = subprocess.run(["journalctl", "--root=" + root, "--list-catalog"], capture_output=True, text=True)
+            n = len(re.findall(r"^[0-9a-f]{32} ", p.stdout, flags=re.M))
+            self.assertEqual(n, read("lib", "tg-message-ids.h").count("#define TG_MID_"))
+
+    def test_every_dbus_member_is_documented_and_in_the_policy(self):
+        root = ET.fromstring(read("conf", "dbus", "org.tollgate.Classifier1.xml"))
+        doc = read("docs", "classifier.md")
+        policy = read("conf", "dbus", "org.tollgate.Classifier1.conf")
+        for iface in root.iter("interface"):
+            for el in iface:
+                name = el.get("name")
+                self.assertIn("`%s" % name, doc, "%s %s is not in docs/classifier.md" % (el.tag, name))
+                if el.tag == "method":
+                    self.assertIn('send_member="%s"' % name, policy, "method %s is not in the D-Bus policy" % name)
+
+    def test_every_config_key_is_in_the_shipped_file(self):
+        keys = re.findall(r'C\("(\w+)", "(\w+)"', read("daemons", "classifier", "classifier-conf.c"))
+        conf = read("conf", "classifier.conf")
+        for section, key in keys:
+            self.assertRegex(conf, r"(?m)^#%s=" % key, "[%s] %s= is not documented in conf/classifier.conf" % (section, key))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
