@@ -419,7 +419,7 @@ int store_commit(Manager *m) {
         manager_acknowledge(m);
         (void) store_refresh_counts(m);
         schedule_expiry(m); /* new items may expire before the armed time */
-        if (m->paused)
+        if (m->paused && !m->daemon->stopping)
                 ingest_pause(m, false);
         manager_properties_changed(m);
         return 0;

@@ -26,9 +26,9 @@
  * the disk sees real-time data only when the uplink is slow or down. On a
  * failure the uplink goes offline: fresh batches only go to the backlog, and
  * after an exponential back-off with jitter the oldest backlog batch probes
- * the TSP. Once online, the
- * backlog drains oldest-first on one connection while fresh batches keep
- * their own MaxInflight slots, so old data never delays new data.
+ * the TSP. Once online, the backlog drains oldest-first on one connection
+ * while fresh batches keep their own MaxInflight slots, so old data never
+ * delays new data.
  */
 
 static void batch_free(Batch *b) {
