@@ -89,11 +89,20 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
         r = m->daemon->reload(m->daemon);
         if (r == -EBADMSG)
-                return sd_bus_error_set(error, TG_ERROR_INVALID_CONFIG,
-                                        "Configuration rejected; the running one is kept (see the journal).");
+                return sd_bus_error_setf(error, TG_ERROR_INVALID_CONFIG,
+                                         "Configuration rejected, the running one is kept: %s", m->config_error);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int property_get_cellular_bytes(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        /* Sampled from the kernel when read, not only when a change is emitted. */
+        m->cellular_bytes = tg_http_wire_bytes(m->http);
+        return sd_bus_message_append(reply, "t", m->cellular_bytes);
 }
 
 static int property_get_uplink(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -128,7 +137,7 @@ static const sd_bus_vtable classifier_vtable[] = {
         SD_BUS_SIGNAL_WITH_ARGS("DownlinkReceived", SD_BUS_ARGS("u", count, "t", last_id), 0),
         PROP("RealtimeSent", counters.realtime_sent),
         PROP("RealtimeBacklog", backlog_counts.records),
-        PROP("CellularBytes", cellular_bytes),
+        SD_BUS_PROPERTY("CellularBytes", "t", property_get_cellular_bytes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         PROP("DeferredQueued", outbox_counts.records),
         PROP("DeferredBytes", outbox_counts.bytes),
         SD_BUS_PROPERTY("Uplink", "s", property_get_uplink, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -98,6 +98,7 @@ static int manager_reload(TgDaemon *d) {
 
         r = classifier_config_load(d->config_path, &c, &err);
         if (r < 0) {
+                snprintf(m->config_error, sizeof m->config_error, "%s", err.text);
                 log_event_errno(LOG_ERR, r, TG_MID_CONFIG_REJECTED,
                                 "Configuration rejected, keeping the running one: %s", err.text);
                 return r;

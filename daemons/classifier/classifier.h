@@ -120,6 +120,7 @@ struct Manager {
         sd_event *event;
         sd_bus *bus;
         ClassifierConfig config;
+        char config_error[512]; /* why the last reload was rejected */
 
         /* ids */
         uint64_t run;
