@@ -422,7 +422,8 @@ static void schedule_backoff(Manager *m) {
         delay = MIN(delay, m->config.backoff_max_usec);
         /* Full jitter over the upper half: many gateways recovering from the same
          * outage do not come back in lock step. */
-        (void) getrandom(&jitter, sizeof jitter, GRND_NONBLOCK);
+        if (getrandom(&jitter, sizeof jitter, GRND_NONBLOCK) != sizeof jitter)
+                jitter = tg_now(CLOCK_MONOTONIC); /* entropy not ready yet: the clock still decorrelates */
         delay = delay / 2 + jitter % (delay / 2 + 1);
         delay = MAX(delay, m->retry_after_usec);
         m->retry_after_usec = 0;
