@@ -127,7 +127,7 @@ static const sd_bus_vtable classifier_vtable[] = {
                                 method_classify, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", NULL, NULL, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("FetchDownlink",
-                                SD_BUS_ARGS("s", topic_pattern, "u", max),
+                                SD_BUS_ARGS("s", topic_pattern, "t", after_id, "u", max),
                                 SD_BUS_RESULT("a(tstay)", records),
                                 bus_method_fetch_downlink, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("AckDownlink",

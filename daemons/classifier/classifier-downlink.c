@@ -142,7 +142,7 @@ int bus_method_fetch_downlink(sd_bus_message *msg, void *userdata, sd_bus_error 
         uint32_t max, n = 0;
         int r;
 
-        r = sd_bus_message_read(msg, "su", &pattern, &max);
+        r = sd_bus_message_read(msg, "stu", &pattern, &after.id, &max);
         if (r < 0)
                 return r;
         if (max == 0 || max > 1000)

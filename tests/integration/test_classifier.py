@@ -416,7 +416,7 @@ class CrashTest(ClassifierTest):
 
 class DownlinkTest(ClassifierTest):
     def fetch(self, pattern=""):
-        out = json.loads(self.sb.call("FetchDownlink", "su", pattern, 100).stdout)["data"][0]
+        out = json.loads(self.sb.call("FetchDownlink", "stu", pattern, 0, 100).stdout)["data"][0]
         return [(i, topic, bytes(payload)) for i, topic, ts, payload in out]
 
     def test_cloud_to_car_data_is_stored_acknowledged_and_handed_over(self):

@@ -294,7 +294,7 @@ class CtlWriteTest(CtlTest):
                          [b"answer: 42", b"\x00\x01\xfe\xff", "导航到充电站".encode()])
         self.assertEqual([r["payload_text"] for r in got], ["answer: 42", None, "导航到充电站"])
         self.assertEqual([r["size"] for r in got], [10, 4, len("导航到充电站".encode())])
-        live = json.loads(self.sb.call("FetchDownlink", "su", "", 100).stdout)["data"][0]
+        live = json.loads(self.sb.call("FetchDownlink", "stu", "", 0, 100).stdout)["data"][0]
         self.assertEqual([r["timestamp_usec"] for r in got], [r[2] for r in live])
 
         out, _ = self.ctl("downlink")

@@ -230,7 +230,7 @@ static int verb_downlink(Context *c, int argc, char *argv[]) {
         size_t n = 0;
         int r;
 
-        r = service_call(c, &service_classifier, "FetchDownlink", &error, &reply, "su", pattern, max);
+        r = service_call(c, &service_classifier, "FetchDownlink", &error, &reply, "stu", pattern, (uint64_t) 0, max);
         if (r < 0)
                 return ctl_bus_failure(&error, r, "FetchDownlink()");
 
