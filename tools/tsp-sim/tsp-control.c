@@ -19,35 +19,42 @@
 
 #define CLIENT_MAX 64
 
-static int json_append(TgBuf *b, const char *format, ...) _printf_(2, 3);
-static int json_append(TgBuf *b, const char *format, ...) {
+static int json_vappend(TgBuf *b, const char *format, va_list ap) _printf_(2, 0);
+static int json_vappend(TgBuf *b, const char *format, va_list ap) {
         char buf[256];
-        va_list ap;
         int n;
 
-        va_start(ap, format);
         n = vsnprintf(buf, sizeof buf, format, ap);
-        va_end(ap);
         if (n < 0 || (size_t) n >= sizeof buf)
                 return -EINVAL;
         return tg_buf_append(b, buf, (size_t) n);
 }
 
-static int reply_json(SimResponse *resp, int status, const char *format, ...) _printf_(3, 4);
-static int reply_json(SimResponse *resp, int status, const char *format, ...) {
-        char buf[256];
+static int json_append(TgBuf *b, const char *format, ...) _printf_(2, 3);
+static int json_append(TgBuf *b, const char *format, ...) {
         va_list ap;
-        int n;
+        int r;
 
         va_start(ap, format);
-        n = vsnprintf(buf, sizeof buf, format, ap);
+        r = json_vappend(b, format, ap);
         va_end(ap);
-        if (n < 0 || (size_t) n >= sizeof buf)
-                return -EINVAL;
+        return r;
+}
+
+static int reply_json(SimResponse *resp, int status, const char *format, ...) _printf_(3, 4);
+static int reply_json(SimResponse *resp, int status, const char *format, ...) {
+        va_list ap;
+        int r;
+
         resp->status = status;
         resp->content_type = "application/json";
         tg_buf_reset(&resp->body);
-        if (tg_buf_append(&resp->body, buf, (size_t) n) < 0 || tg_buf_append(&resp->body, "\n", 1) < 0)
+        va_start(ap, format);
+        r = json_vappend(&resp->body, format, ap);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        if (tg_buf_append(&resp->body, "\n", 1) < 0)
                 return -ENOMEM;
         return 0;
 }
