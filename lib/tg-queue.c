@@ -53,6 +53,7 @@ enum {
         STMT_NEXT_EXPIRY,
         STMT_NEXT_BY_ID,
         STMT_NEXT_BY_PRIORITY,
+        STMT_GET,
         _STMT_MAX,
 };
 
@@ -71,6 +72,7 @@ static const char *const queue_sql[_STMT_MAX] = {
         [STMT_NEXT_BY_PRIORITY] = "SELECT id, priority, kind, encoding, created_usec, expires_usec, records, data "
                                   "FROM items WHERE kind = ? AND (priority, id) > (?, ?) AND id < ? "
                                   "ORDER BY priority, id LIMIT 1",
+        [STMT_GET] = "SELECT priority, created_usec, expires_usec, records, size FROM items WHERE id = ?",
 };
 
 struct TgQueue {
@@ -349,5 +351,52 @@ int tg_queue_next(TgQueue *q, const char *kind, bool by_priority, const TgQueueC
         sqlite3_reset(s);
         sqlite3_clear_bindings(s);
         *ret_data = buf;
+        return 0;
+}
+
+ssize_t tg_queue_read(TgQueue *q, uint64_t id, uint64_t offset, void *buf, size_t size) {
+        sqlite3_blob *blob = NULL;
+        int rc, length;
+
+        /* Opened and closed per call: an open blob is an open read transaction,
+         * which would keep the WAL from being checkpointed while a slow link
+         * drains one item. */
+        rc = sqlite3_blob_open(q->db, "main", "items", "data", (sqlite3_int64) id, 0, &blob);
+        if (rc != SQLITE_OK) {
+                sqlite3_blob_close(blob);
+                return rc == SQLITE_ERROR ? -ENOENT : (tg_db_errno(rc) ?: -EIO);
+        }
+        length = sqlite3_blob_bytes(blob);
+        if (offset >= (uint64_t) length) {
+                sqlite3_blob_close(blob);
+                return 0;
+        }
+        size = MIN(size, (size_t) ((uint64_t) length - offset));
+        rc = sqlite3_blob_read(blob, buf, (int) size, (int) offset);
+        sqlite3_blob_close(blob);
+        if (rc != SQLITE_OK)
+                return tg_db_errno(rc) ?: -EIO;
+        return (ssize_t) size;
+}
+
+int tg_queue_get(TgQueue *q, uint64_t id, TgQueueItem *ret) {
+        sqlite3_stmt *s = q->stmt[STMT_GET];
+        int rc;
+
+        sqlite3_bind_int64(s, 1, (sqlite3_int64) id);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW) {
+                sqlite3_reset(s);
+                return rc == SQLITE_DONE ? -ENOENT : (tg_db_errno(rc) ?: -EIO);
+        }
+        *ret = (TgQueueItem) {
+                .id = id,
+                .priority = (unsigned) sqlite3_column_int(s, 0),
+                .created_usec = (uint64_t) sqlite3_column_int64(s, 1),
+                .expires_usec = (uint64_t) sqlite3_column_int64(s, 2),
+                .records = (uint32_t) sqlite3_column_int64(s, 3),
+                .size = (size_t) sqlite3_column_int64(s, 4),
+        };
+        sqlite3_reset(s);
         return 0;
 }

@@ -99,4 +99,12 @@ typedef struct TgQueueCursor {
 int tg_queue_next(TgQueue *q, const char *kind, bool by_priority, const TgQueueCursor *after, TgQueueItem *ret,
                   void **ret_data);
 
+/* Read up to `size` bytes of item `id`'s data from `offset`, without loading
+ * the whole blob (SQLite incremental blob I/O). Returns the bytes read (0 at
+ * the end), -ENOENT if the item is gone. */
+ssize_t tg_queue_read(TgQueue *q, uint64_t id, uint64_t offset, void *buf, size_t size);
+
+/* Metadata of item `id` (no data: ret->data is NULL, strings are not set). */
+int tg_queue_get(TgQueue *q, uint64_t id, TgQueueItem *ret);
+
 TG_DEFINE_TRIVIAL_CLEANUP_FUNC(TgQueue *, tg_queue_free);
