@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * key-sync: the car's side of the car ↔ key link (SPEC C3–C8,
+ * docs/key-protocol.md). It listens for the key; a key that completes the
+ * TLS handshake and is paired is *present* (working state). Over the
+ * session (lib/tg-keyproto.c) it sends the outbox the classifier fills
+ * (keysync-outbox.c) and stores and routes what the key brings from the
+ * cloud (keysync-inbox.c). One key at a time.
+ */
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "keysync-conf.h"
+#include "tg-daemon.h"
+#include "tg-keyproto.h"
+#include "tg-queue.h"
+#include "tg-tls.h"
+
+typedef struct Manager Manager;
+typedef struct Link Link;
+
+typedef struct Listener {
+        Manager *manager;
+        int fd;
+        sd_event_source *io;
+        TgTlsContext *tls;
+        bool psk;
+} Listener;
+
+/* An item the key is sending us, while it is being received. */
+typedef struct Incoming {
+        uint64_t id;
+        uint8_t kind;
+        char name[128]; /* sanitised for a file name */
+        int fd;         /* the partial file */
+} Incoming;
+
+struct Link {
+        Manager *manager;
+        int fd;
+        bool psk;
+        char address[64];
+        sd_event_source *io;
+        sd_event_source *timer; /* handshake deadline, then the session's ticks */
+        TgTls *tls;
+        TgKpSession *session;
+        bool handshaken;
+        char *peer;             /* the key id, once authenticated */
+        uint64_t connected_usec;
+
+        /* outbox source */
+        TgQueueCursor cursor;
+        uint64_t offered[64];   /* offered, not yet acknowledged */
+        size_t n_offered;
+        uint64_t *refused;      /* not to be offered again in this session */
+        size_t n_refused;
+
+        /* inbox sink */
+        Incoming incoming[16];
+        size_t n_incoming;
+
+        uint8_t buf[64 * 1024];
+};
+
+struct Manager {
+        TgDaemon *daemon;
+        sd_event *event;
+        sd_bus *bus;
+        KeySyncConfig config;
+        char *pairing_path;
+
+        Listener listeners[2]; /* certificates, PSK */
+        size_t n_listeners;
+        Link *link;
+
+        TgQueue *outbox;
+        TgQueueCounts outbox_counts;
+        uint64_t *deletes;     /* acknowledged items to delete at the next commit */
+        size_t n_deletes, allocated_deletes;
+        sd_event_source *delete_timer;
+
+        sqlite3 *db;           /* keysync.db: items received */
+        char *partial_dir;
+
+        /* D-Bus */
+        uint64_t last_sync_usec;
+        uint64_t items_sent, items_received;
+        uint64_t bytes_sent, bytes_received;
+};
+
+/* keysync.c */
+void manager_properties_changed(Manager *m, const char *property, ...);
+
+/* keysync-link.c */
+int link_setup(Manager *m);
+void link_done(Manager *m);
+int link_reload_tls(Manager *m);
+void link_drop(Link *l, const char *why);
+void link_kick(Manager *m);
+
+/* keysync-outbox.c */
+int outbox_setup(Manager *m);
+void outbox_done(Manager *m);
+int outbox_refresh(Manager *m);
+void outbox_session_start(Link *l);
+int outbox_next_offer(void *userdata, TgKpOffer *ret);
+int outbox_read(void *userdata, uint64_t item_id, uint64_t offset, void *buf, size_t len);
+int outbox_acked(void *userdata, uint64_t item_id, TgKpAckStatus status);
+
+/* keysync-inbox.c */
+int inbox_setup(Manager *m);
+void inbox_done(Manager *m);
+void inbox_session_end(Link *l);
+int inbox_offered(void *userdata, const TgKpOffer *offer, uint64_t *ret_offset);
+int inbox_write(void *userdata, uint64_t item_id, uint64_t offset, const void *data, size_t len);
+int inbox_complete(void *userdata, const TgKpOffer *offer, TgKpHashCheck check);
+
+/* keysync-bus.c */
+int bus_setup(Manager *m);
