@@ -193,12 +193,13 @@ static int on_next_offer(void *userdata, TgKpOffer *ret) {
                         r->allocated_offered = n;
                 }
                 r->offered[r->n_offered++] = id;
+                snprintf(r->offer_name, sizeof r->offer_name, "%s", name ? name : "");
                 *ret = (TgKpOffer) {
                         .item_id = id,
                         .kind = (uint8_t) sqlite3_column_int(s, 1),
                         .size = (uint64_t) sqlite3_column_int64(s, 2),
-                        .name = name,
-                        .name_len = (uint16_t) MIN(strlen(name ? name : ""), (size_t) 255),
+                        .name = r->offer_name,
+                        .name_len = (uint16_t) strlen(r->offer_name),
                 };
                 memcpy(ret->sha256, sha, TG_KP_SHA256_SIZE);
                 return 1;
@@ -494,4 +495,11 @@ void car_done(Relay *r) {
         r->tls = tg_tls_context_unref(r->tls);
         free(r->offered);
         explicit_bzero(r->psk, sizeof r->psk);
+}
+
+void car_kick(Relay *r) {
+        if (!r->session)
+                return;
+        tg_kp_session_kick(r->session);
+        pump(r);
 }

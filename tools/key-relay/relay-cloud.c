@@ -350,6 +350,7 @@ static int finish_download(Relay *r) {
         if (rc != SQLITE_DONE)
                 return tg_db_errno(rc) ?: -EIO;
         r->from_cloud++;
+        car_kick(r);
         log_info("Stored %s %s (%" PRIu64 " bytes) from the cloud for the car.", tg_kp_kind_to_string(dl.kind), dl.name,
                  dl.size);
         return 0;

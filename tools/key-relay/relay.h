@@ -54,6 +54,7 @@ struct Relay {
         TgTls *conn;
         TgKpSession *session;
         bool connecting, handshaken;
+        char offer_name[256]; /* the name of the item being offered: outlives the query */
         uint64_t *offered;
         size_t n_offered, allocated_offered;
         Incoming incoming[16];
@@ -85,6 +86,8 @@ char *store_partial_path(Relay *r, const char *side, uint64_t id);
 /* relay-car.c */
 int car_setup(Relay *r);
 void car_done(Relay *r);
+/* New items for the car: offer them now if the car is there. */
+void car_kick(Relay *r);
 
 /* relay-cloud.c */
 int cloud_setup(Relay *r);
