@@ -540,14 +540,14 @@ TgKpError tg_kp_decoder_push(TgKpDecoder *d, const uint8_t *buf, size_t size, si
                 payload = d->buf;
         }
 
-        d->header_got = 0;
-        d->got = 0;
         *ret_used = used;
         e = parse_payload(d->header[4], payload, need, ret);
         if (e != TG_KP_OK) {
                 ret->type = TG_KP_NONE;
-                return d->error = e;
+                return d->error = e; /* the header stays, for the error message */
         }
+        d->header_got = 0;
+        d->got = 0;
         return TG_KP_OK;
 
 more:
@@ -766,6 +766,10 @@ static void check_idle(TgKpSession *s) {
 
 /* The ACK for one of the peer's items is decided. */
 static void settle(TgKpSession *s, InItem *it, int status) {
+        if (status < TG_KP_ACK_STORED || status > TG_KP_ACK_REFUSED) {
+                fail(s, TG_KP_INTERNAL, "complete() of item %" PRIu64 " returned %d", it->offer.item_id, status);
+                return;
+        }
         if (it->mismatch)
                 status = TG_KP_ACK_BAD_HASH;
         switch (status) {
@@ -779,22 +783,31 @@ static void settle(TgKpSession *s, InItem *it, int status) {
         case TG_KP_ACK_BAD_HASH:
                 s->stats.bad_hash++;
                 break;
-        case TG_KP_ACK_REFUSED:
+        default:
                 s->stats.refused++;
                 break;
-        default:
-                fail(s, TG_KP_INTERNAL, "complete() of item %" PRIu64 " returned %d", it->offer.item_id, status);
-                return;
         }
         it->state = IN_ACK_PENDING;
         it->ack = (uint8_t) status;
 }
 
+/* Start the running hash over (a wolfSSL build may keep memory in it). */
+static int sha_restart(TgKpSession *s, uint64_t item_id) {
+        wc_Sha256Free(&s->sha);
+        s->sha_valid = wc_InitSha256(&s->sha) == 0;
+        s->sha_item = item_id;
+        return s->sha_valid ? 0 : -EIO;
+}
+
 /* Every byte of one of the peer's items is there. */
 static void item_complete(TgKpSession *s, InItem *it) {
         TgKpHashCheck check = TG_KP_HASH_UNCHECKED;
+        /* The running hash is this item's if it got DATA from offset 0 (an
+         * empty item got none: its hash starts here). */
+        bool hashed = s->sha_valid && s->sha_item == it->offer.item_id;
         int r;
 
+        s->sha_valid = false;
         if (it->discarding) {
                 settle(s, it, TG_KP_ACK_REFUSED);
                 return;
@@ -802,18 +815,11 @@ static void item_complete(TgKpSession *s, InItem *it) {
         if (it->from_zero) {
                 uint8_t digest[TG_KP_SHA256_SIZE];
 
-                /* An empty item got no DATA: its hash starts here. */
-                if (!s->sha_valid || s->sha_item != it->offer.item_id) {
-                        if (wc_InitSha256(&s->sha) != 0) {
-                                fail(s, TG_KP_INTERNAL, "SHA-256 unavailable");
-                                return;
-                        }
-                }
-                s->sha_valid = false;
-                if (wc_Sha256Final(&s->sha, digest) != 0) {
+                if ((!hashed && sha_restart(s, it->offer.item_id) < 0) || wc_Sha256Final(&s->sha, digest) != 0) {
                         fail(s, TG_KP_INTERNAL, "SHA-256 failed");
                         return;
                 }
+                s->sha_valid = false;
                 it->mismatch = memcmp(digest, it->offer.sha256, sizeof digest) != 0;
                 check = it->mismatch ? TG_KP_HASH_MISMATCH : TG_KP_HASH_OK;
         }
@@ -840,12 +846,15 @@ static void handle_hello(TgKpSession *s, const TgKpHello *h) {
                 fail(s, TG_KP_SAME_ROLE, "the peer is a %s too", s->role == TG_KP_ROLE_GATEWAY ? "gateway" : "key");
                 return;
         }
-        s->peer_id = strndup(h->id, h->id_len);
+        /* The id is not NUL-terminated in the frame: no str*() on it. */
+        s->peer_id = malloc((size_t) h->id_len + 1);
         s->outs = calloc(MIN((size_t) h->window, (size_t) s->max_offers), sizeof *s->outs);
         if (!s->peer_id || !s->outs) {
                 fail(s, TG_KP_INTERNAL, "out of memory");
                 return;
         }
+        memcpy(s->peer_id, h->id, h->id_len);
+        s->peer_id[h->id_len] = '\0';
         s->peer = *h;
         s->peer.id = s->peer_id;
         if (s->cb.hello) {
@@ -940,13 +949,9 @@ static void handle_data(TgKpSession *s, const TgKpData *d) {
         }
         if (d->len > 0 && !it->discarding) {
                 if (it->from_zero) {
-                        if (it->offset == 0) {
-                                if (wc_InitSha256(&s->sha) != 0) {
-                                        fail(s, TG_KP_INTERNAL, "SHA-256 unavailable");
-                                        return;
-                                }
-                                s->sha_valid = true;
-                                s->sha_item = it->offer.item_id;
+                        if (it->offset == 0 && sha_restart(s, it->offer.item_id) < 0) {
+                                fail(s, TG_KP_INTERNAL, "SHA-256 unavailable");
+                                return;
                         }
                         if (wc_Sha256Update(&s->sha, d->data, (word32) d->len) != 0) {
                                 fail(s, TG_KP_INTERNAL, "SHA-256 failed");
@@ -1325,6 +1330,10 @@ TgKpError tg_kp_session_error(const TgKpSession *s, uint16_t *ret_code, const ch
 
 bool tg_kp_session_finished(const TgKpSession *s) {
         return s->error != TG_KP_OK && s->out_pos == s->out.size;
+}
+
+bool tg_kp_session_idle(const TgKpSession *s) {
+        return s->error == TG_KP_OK && s->idle_reported;
 }
 
 const TgKpHello *tg_kp_session_peer(const TgKpSession *s) {

@@ -202,10 +202,11 @@ TgKpError tg_kp_frame_parse(const uint8_t *body, size_t length, uint32_t max_dat
 
 /* Whole encoded size of a valid frame, length prefix included. */
 size_t tg_kp_frame_size(const TgKpFrame *f);
-/* Check f as the decoder would and append its encoding to b. A DATA frame
- * is checked against TG_KP_CHUNK_MAX; an ERROR frame's text is sent as is,
- * up to TG_KP_ERROR_TEXT_MAX bytes (the encoder of the session makes it
- * printable ASCII). -ENOMEM is TG_KP_INTERNAL. */
+/* Check f as the decoder would and append its encoding to b; nothing is
+ * appended for a refused frame. A DATA frame is checked against
+ * TG_KP_CHUNK_MAX; an ERROR frame's text is sent as it is (the session sends
+ * printable ASCII of at most TG_KP_ERROR_TEXT_MAX bytes). Out of memory is
+ * TG_KP_INTERNAL. */
 TgKpError tg_kp_frame_encode(const TgKpFrame *f, TgBuf *b);
 /* The 21 bytes before a DATA payload of len bytes, for writing a payload in place. */
 void tg_kp_put_data_header(uint8_t *p, uint64_t item_id, uint64_t offset, size_t len);
@@ -240,6 +241,25 @@ int tg_kp_sha256(const void *data, size_t size, uint8_t ret[TG_KP_SHA256_SIZE]);
 /*
  * The session.
  *
+ * Where docs/key-protocol.md leaves room, the engine does this:
+ *   - An item pulled at its end (empty, or all of it already held) gets no
+ *     DATA frame: the receiver completes it right after its PULL, the sender
+ *     waits for the ACK.
+ *   - PULLs are served strictly in the order they came, each to its end in
+ *     DATA frames of min(max_chunk), back to back; offers go out as soon as
+ *     the peer's window has room, so later items are pulled while earlier
+ *     ones stream. The receiver pulls the moment an offer arrives.
+ *   - Our offers stay within min(peer window, max_offers). The peer's count
+ *     against our window until our ACK for them is composed.
+ *   - ACK stored and bad-hash are taken only once every byte was sent; have
+ *     and refused at any time (the rest of a transfer is then dropped).
+ *   - PING after ping_interval without a frame from the peer; the session
+ *     dies if its PONG has not come ping_timeout after it. A PONG for no
+ *     PING is unexpected.
+ *   - A batch holds the control frames first (PONG, PING, PULL, ACK, OFFER,
+ *     DONE), then DATA up to output_target.
+ *   - Our ERROR text starts with the TgKpError name ("data-not-pulled: …").
+ *
  * Source (the items this side sends):
  *   next_offer  the next item to offer, in send order: fill *ret, return 1;
  *               0 when there is none for now; or -errno. Asked only while
@@ -272,8 +292,9 @@ int tg_kp_sha256(const void *data, size_t size, uint8_t ret[TG_KP_SHA256_SIZE]);
  *               TG_KP_ACK_STORED, TG_KP_ACK_BAD_HASH (having dropped the
  *               bytes, so the next offer is pulled from 0), TG_KP_ACK_REFUSED,
  *               TG_KP_COMPLETE_LATER (answer with tg_kp_session_complete()),
- *               or -errno. On TG_KP_HASH_MISMATCH the sink drops the bytes;
- *               the ACK is bad-hash whatever it returns. offer->name is NULL.
+ *               or -errno; anything else is an internal error. On
+ *               TG_KP_HASH_MISMATCH the sink drops the bytes; the ACK is
+ *               bad-hash whatever it returns. offer->name is NULL.
  *
  * Session:
  *   hello       the peer's HELLO, checked for version and role: return 0, or
@@ -330,6 +351,8 @@ typedef struct TgKpConfig {
 
 #define TG_KP_DEFAULT_CHUNK (64 * 1024)
 #define TG_KP_DEFAULT_WINDOW 16
+/* Largest window our programs take (Window=, --window=): their receive slots. */
+#define TG_KP_WINDOW_MAX 64
 #define TG_KP_DEFAULT_MAX_OFFERS 64
 #define TG_KP_DEFAULT_OUTPUT_TARGET (64 * 1024)
 #define TG_KP_DEFAULT_PING_INTERVAL_USEC (15 * USEC_PER_SEC)
@@ -360,9 +383,13 @@ TG_DEFINE_TRIVIAL_CLEANUP_FUNC(TgKpSession *, tg_kp_session_free);
  * the session (then the output holds our ERROR frame, unless the peer's
  * ERROR ended it). */
 TgKpError tg_kp_session_feed(TgKpSession *s, const void *buf, size_t size);
-/* Bytes to send: the same *ret and *ret_len until tg_kp_session_consumed(); a
- * batch of whole frames of about output_target bytes when DATA flows.
- * *ret_len is 0 when there is nothing. Returns the session's error, if any. */
+/* Bytes to send: the same bytes until tg_kp_session_consumed() (a retried
+ * TLS write sees them again), at the pointer returned by the latest call; a
+ * batch of whole frames of about output_target bytes when DATA flows. A new
+ * batch is composed only when the previous one is consumed; an ERROR frame
+ * is appended to an unfinished one. *ret_len is 0 when there is nothing.
+ * Call it after every feed(), tick(), kick() and complete(). Returns the
+ * session's error, if any. */
 TgKpError tg_kp_session_output(TgKpSession *s, const uint8_t **ret, size_t *ret_len);
 void tg_kp_session_consumed(TgKpSession *s, size_t n);
 /* The clock, CLOCK_MONOTONIC or any: PING, PONG deadline. */
@@ -382,6 +409,9 @@ void tg_kp_session_shutdown(TgKpSession *s);
 TgKpError tg_kp_session_error(const TgKpSession *s, uint16_t *ret_code, const char **ret_text);
 /* Dead and its last byte (the ERROR frame) handed out: close the connection. */
 bool tg_kp_session_finished(const TgKpSession *s);
+/* Alive, and done() fired with nothing offered or pulled since: both sides
+ * are in sync. */
+bool tg_kp_session_idle(const TgKpSession *s);
 /* The peer's HELLO (id NUL-terminated here), NULL before it arrived. */
 const TgKpHello *tg_kp_session_peer(const TgKpSession *s);
 /* min(max_chunk) once both HELLOs are known, else ours. */

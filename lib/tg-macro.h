@@ -84,6 +84,11 @@ static inline bool streq_ptr(const char *a, const char *b) {
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
+/* For messages: a string that may be NULL. */
+static inline const char *strna(const char *s) {
+        return s ? s : "n/a";
+}
+
 static inline bool startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, strlen(prefix)) == 0;
 }

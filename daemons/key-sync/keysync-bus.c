@@ -11,13 +11,13 @@
 static int property_get_connected(sd_bus *bus, const char *path, const char *interface, const char *property,
                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        return sd_bus_message_append(reply, "b", m->link && m->link->handshaken);
+        return sd_bus_message_append(reply, "b", m->link && m->link->present);
 }
 
 static int property_get_key_id(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        return sd_bus_message_append(reply, "s", m->link && m->link->handshaken ? m->link->peer : "");
+        return sd_bus_message_append(reply, "s", m->link && m->link->present ? m->link->peer : "");
 }
 
 static int property_get_paired(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -36,10 +36,10 @@ static int property_get_paired(sd_bus *bus, const char *path, const char *interf
 static int method_sync_now(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
 
-        if (!m->link || !m->link->handshaken)
+        if (!m->link || !m->link->present)
                 return sd_bus_error_set(error, TG_ERROR_NOT_FOUND, "No key is present.");
         (void) outbox_refresh(m);
-        link_kick(m);
+        link_sync_now(m);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -49,8 +49,9 @@ static int valid_key_id(const char *id) {
         if (n == 0 || n > TG_TLS_PSK_IDENTITY_MAX)
                 return false;
         for (const char *p = id; *p; p++)
+                /* What a [Key ID] section of the configuration can name. */
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      strchr("._-:@", *p)))
+                      strchr("._-:", *p)))
                         return false;
         return true;
 }
@@ -68,6 +69,11 @@ static int pair(Manager *m, sd_bus_message *msg, const char *id, bool certificat
         if (k && !k->from_dbus)
                 return sd_bus_error_setf(error, TG_ERROR_INVALID_ARGUMENT,
                                          "Key %s is paired in the configuration files; change it there.", id);
+        if (!k && c->n_keys >= KEYSYNC_KEYS_MAX)
+                return sd_bus_error_setf(error, TG_ERROR_INVALID_ARGUMENT,
+                                         "Too many paired keys (at most %d); unpair one first.", KEYSYNC_KEYS_MAX);
+        PairedKey old = k ? *k : (PairedKey) {};
+        bool added = !k;
         if (!k) {
                 PairedKey *a = realloc(c->keys, (c->n_keys + 1) * sizeof *a);
                 if (!a)
@@ -86,8 +92,17 @@ static int pair(Manager *m, sd_bus_message *msg, const char *id, bool certificat
                 k->has_psk = true;
         }
         r = keysync_pairing_save(c, m->pairing_path);
-        if (r < 0)
+        if (r < 0) {
+                /* Not saved: not paired either (it would vanish at the next start). */
+                if (added) {
+                        free(k->id);
+                        c->n_keys--;
+                } else
+                        *k = old;
+                explicit_bzero(&old, sizeof old);
                 return sd_bus_error_set_errnof(error, r, "Cannot save the pairing: %m");
+        }
+        explicit_bzero(&old, sizeof old);
         log_notice("Key %s paired (%s%s).", id, k->certificate ? "certificate" : "",
                    k->has_psk ? (k->certificate ? ", pre-shared key" : "pre-shared key") : "");
         manager_properties_changed(m, "PairedKeys", NULL);
@@ -142,12 +157,18 @@ static int method_unpair_key(sd_bus_message *msg, void *userdata, sd_bus_error *
                 if (!c->keys[i].from_dbus)
                         return sd_bus_error_setf(error, TG_ERROR_INVALID_ARGUMENT,
                                                  "Key %s is paired in the configuration files; remove it there.", id);
-                explicit_bzero(c->keys[i].psk, sizeof c->keys[i].psk);
-                free(c->keys[i].id);
+                PairedKey gone = c->keys[i];
+
                 c->keys[i] = c->keys[--c->n_keys];
                 r = keysync_pairing_save(c, m->pairing_path);
-                if (r < 0)
+                if (r < 0) {
+                        /* Not saved: still paired (it would come back at the next start). */
+                        c->keys[c->n_keys++] = c->keys[i];
+                        c->keys[i] = gone;
                         return sd_bus_error_set_errnof(error, r, "Cannot save the pairing: %m");
+                }
+                explicit_bzero(gone.psk, sizeof gone.psk);
+                free(gone.id);
                 log_notice("Key %s unpaired.", id);
                 if (m->link && m->link->peer && streq(m->link->peer, id))
                         link_drop(m->link, "unpaired");

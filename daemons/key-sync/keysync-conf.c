@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
 #include "keysync-conf.h"
+#include "tg-keyproto.h"
 #include "tg-config.h"
 #include "tg-parse.h"
 
@@ -67,7 +70,7 @@ static int parse_psk(const char *value, void *field, const void *extra, char *re
 }
 
 static const TgConfRange range_chunk = { .min = 16384, .max = 1048576 };
-static const TgConfRange range_window = { .min = 1, .max = 64 };
+static const TgConfRange range_window = { .min = 1, .max = TG_KP_WINDOW_MAX };
 static const TgConfRange range_ping = { .min = USEC_PER_SEC, .max = 600 * USEC_PER_SEC };
 static const TgConfRange range_handshake = { .min = USEC_PER_SEC, .max = 300 * USEC_PER_SEC };
 static const TgConfRange range_item = { .min = 1024, .max = UINT64_C(1) << 40 };
@@ -107,8 +110,8 @@ static void *lookup_key(void *userdata, const char *section, const char *arg, ch
         for (size_t i = 0; i < c->n_keys; i++)
                 if (streq(c->keys[i].id, arg))
                         return &c->keys[i];
-        if (c->n_keys >= 256) {
-                snprintf(reason, reason_size, "too many paired keys (at most 256)");
+        if (c->n_keys >= KEYSYNC_KEYS_MAX) {
+                snprintf(reason, reason_size, "too many paired keys (at most %d)", KEYSYNC_KEYS_MAX);
                 return NULL;
         }
         keys = realloc(c->keys, (c->n_keys + 1) * sizeof *keys);
@@ -138,6 +141,32 @@ static int set_default(char **field, const char *a, const char *b) {
                 *field = NULL;
                 return -ENOMEM;
         }
+        return 0;
+}
+
+/* Certificate pairing by default when the operator put the files where the
+ * shipped configuration says: all of CA, certificate and key, or none. */
+static int default_pki(KeySyncConfig *c) {
+        static const char *const names[] = { "/pki/pairing-ca.pem", "/pki/gateway.pem", "/pki/gateway.key" };
+        char **fields[] = { &c->ca_file, &c->cert_file, &c->key_file };
+        char path[PATH_MAX];
+        int r;
+
+        if (c->ca_file || c->cert_file || c->key_file)
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                snprintf(path, sizeof path, "%s%s", TG_SYSCONFDIR, names[i]);
+                if (access(path, F_OK) < 0)
+                        return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                r = set_default(fields[i], TG_SYSCONFDIR, names[i]);
+                if (r < 0)
+                        return r;
+        }
+        snprintf(path, sizeof path, "%s/pki/pairing-ca.crl", TG_SYSCONFDIR);
+        if (!c->crl_file && access(path, F_OK) == 0)
+                return set_default(&c->crl_file, path, NULL);
         return 0;
 }
 
@@ -193,6 +222,8 @@ int keysync_config_load(const char *path, const char *pairing_path, KeySyncConfi
                 r = set_default(&c.kb_dir, c.state_dir, "/knowledge-base");
         if (r >= 0)
                 r = set_default(&c.file_dir, c.state_dir, "/inbox");
+        if (r >= 0)
+                r = default_pki(&c);
         if (r >= 0 && !c.gateway_id)
                 r = read_machine_id(&c.gateway_id);
         if (r == -ENOENT || r == -EIO) {

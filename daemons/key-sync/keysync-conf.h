@@ -9,6 +9,9 @@
 #include "tg-conf.h"
 #include "tg-tls.h"
 
+/* Paired keys, configuration and D-Bus pairings together. */
+#define KEYSYNC_KEYS_MAX 256
+
 typedef struct PairedKey {
         char *id;             /* the key's certificate CN, or its PSK identity */
         bool certificate;     /* may authenticate with a certificate */

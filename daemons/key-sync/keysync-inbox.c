@@ -52,20 +52,33 @@ static int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
+/* The destination folders (at start, and after a reload may have moved them). */
+int inbox_make_dirs(Manager *m) {
+        const char *dirs[] = { m->config.ota_inbox_dir, m->config.kb_dir, m->config.file_dir };
+        int r = 0;
+
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(dirs); i++) {
+                r = mkdir_p(dirs[i], 0750);
+                if (r < 0)
+                        return log_event_errno(LOG_ERR, r, TG_MID_STORAGE_FAILED, "Cannot create %s: %m", dirs[i]);
+        }
+        return 0;
+}
+
 int inbox_setup(Manager *m) {
         _cleanup_free_ char *path = NULL, *aside = NULL;
         TgDbOptions opts = { .durable = true, .cache_kib = 256 };
-        const char *dirs[] = { m->config.ota_inbox_dir, m->config.kb_dir, m->config.file_dir };
         int r;
 
         if (asprintf(&m->partial_dir, "%s/key-sync/partial", m->config.state_dir) < 0 ||
             asprintf(&path, "%s/key-sync/keysync.db", m->config.state_dir) < 0)
                 return log_error_errno(-ENOMEM, "Out of memory.");
         r = mkdir_p(m->partial_dir, 0750);
-        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(dirs); i++)
-                r = mkdir_p(dirs[i], 0750);
         if (r < 0)
-                return log_error_errno(r, "Cannot create the inbox folders under %s: %m", m->config.state_dir);
+                return log_error_errno(r, "Cannot create %s: %m", m->partial_dir);
+        r = inbox_make_dirs(m);
+        if (r < 0)
+                return r;
         r = tg_db_open(path, &opts, inbox_migrations, ELEMENTSOF(inbox_migrations), &m->db, &aside);
         if (r < 0)
                 return log_event_errno(LOG_ERR, r, TG_MID_STORAGE_FAILED, "Cannot open %s: %m", path);
@@ -176,7 +189,7 @@ int inbox_offered(void *userdata, const TgKpOffer *offer, uint64_t *ret_offset) 
         if (incoming_find(l, offer->item_id))
                 return -EEXIST; /* the engine does not offer an item twice */
         if (l->n_incoming >= ELEMENTSOF(l->incoming))
-                return TG_KP_ANSWER_REFUSE; /* more than our window: cannot happen with window ≤ 16 */
+                return TG_KP_ANSWER_REFUSE; /* more than our window: the session refuses that first */
 
         path = partial_path(m, offer->item_id);
         if (!path)

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "keysync.h"
 #include "tg-event.h"
@@ -53,6 +54,16 @@ static void refused(Manager *m, const char *address, const char *why) {
                          "Refused a key connection from %s: %s", address, why);
 }
 
+/* Journal fields of a key's events, so that `journalctl KEY_ID=…` finds them. */
+static const char *const *key_fields(Link *l) {
+        snprintf(l->field_key, sizeof l->field_key, "KEY_ID=%s", strna(l->peer));
+        snprintf(l->field_address, sizeof l->field_address, "PEER_ADDRESS=%s", l->address);
+        l->fields[0] = l->field_key;
+        l->fields[1] = l->field_address;
+        l->fields[2] = NULL;
+        return (const char *const *) l->fields;
+}
+
 static void link_free(Link *l) {
         Manager *m = l->manager;
 
@@ -66,18 +77,23 @@ static void link_free(Link *l) {
         free(l->peer);
         if (m->link == l)
                 m->link = NULL;
+        for (size_t i = 0; i < m->n_pending; i++)
+                if (m->pending[i] == l) {
+                        m->pending[i] = m->pending[--m->n_pending];
+                        break;
+                }
         free(l);
 }
 
 void link_drop(Link *l, const char *why) {
         Manager *m = l->manager;
-        bool was_present = l->handshaken;
+        bool was_present = l->present;
 
         if (was_present) {
                 TgKpStats st = {};
                 if (l->session)
                         tg_kp_session_stats(l->session, &st);
-                log_event(LOG_INFO, TG_MID_KEY_LEFT,
+                log_event_fields(LOG_INFO, 0, TG_MID_KEY_LEFT, key_fields(l),
                           "Key %s left (%s) after %.1f s: %" PRIu64 " items sent, %" PRIu64 " received, %" PRIu64
                           " bytes out, %" PRIu64 " in.",
                           l->peer, why, (double) (tg_now(CLOCK_MONOTONIC) - l->connected_usec) / USEC_PER_SEC,
@@ -120,21 +136,36 @@ static int on_hello(void *userdata, const TgKpHello *peer) {
         Link *l = userdata;
 
         /* The id in HELLO must be the identity the handshake proved. */
-        if (peer->id_len != strlen(l->peer) || memcmp(peer->id, l->peer, peer->id_len) != 0)
+        if (peer->id_len != strlen(l->peer) || memcmp(peer->id, l->peer, peer->id_len) != 0) {
+                refused(l->manager, l->address, "HELLO names another key than its certificate or pre-shared key");
                 return -EPERM;
+        }
+        /* Now it is the key: the working state (SPEC C3). */
+        l->present = true;
+        log_event_fields(LOG_INFO, 0, TG_MID_KEY_CONNECTED, key_fields(l), "Key %s is present (%s, %s, %s from %s).",
+                  l->peer,
+                  l->psk ? "pre-shared key" : "certificate", tg_tls_version(l->tls), tg_tls_cipher(l->tls),
+                  l->address);
+        manager_properties_changed(l->manager, "KeyConnected", "KeyId", NULL);
         return 0;
 }
 
-static void on_done(void *userdata, uint64_t sent, uint64_t received) {
-        Link *l = userdata;
+static void sync_finished(Link *l, uint64_t sent, uint64_t received) {
         Manager *m = l->manager;
 
+        /* What the key acknowledged leaves the outbox before anyone hears the
+         * sync is over. */
+        outbox_flush_deletes(m);
         m->last_sync_usec = tg_now(CLOCK_REALTIME);
-        log_event(LOG_INFO, TG_MID_KEY_SYNC_FINISHED, "Sync with key %s finished: %" PRIu64 " items to the key, %" PRIu64
+        log_event_fields(LOG_INFO, 0, TG_MID_KEY_SYNC_FINISHED, key_fields(l), "Sync with key %s finished: %" PRIu64 " items to the key, %" PRIu64
                   " from it.", l->peer, sent, received);
         (void) sd_bus_emit_signal(m->bus, "/org/tollgate/KeySync1", "org.tollgate.KeySync1", "SyncFinished", "tt", sent,
                                   received);
         manager_properties_changed(m, "LastSyncUsec", "ItemsSent", "ItemsReceived", NULL);
+}
+
+static void on_done(void *userdata, uint64_t sent, uint64_t received) {
+        sync_finished(userdata, sent, received);
 }
 
 static const TgKpCallbacks callbacks = {
@@ -162,23 +193,14 @@ static int start_session(Link *l) {
                 .callbacks = &callbacks,
                 .userdata = l,
         };
-        const char *peer = tg_tls_peer(l->tls);
         int r;
 
-        l->peer = strdup(peer ? peer : "?");
-        if (!l->peer)
-                return -ENOMEM;
         outbox_session_start(l);
         r = tg_kp_session_new(&l->session, &cfg);
         if (r < 0)
                 return r;
         tg_kp_session_tick(l->session, tg_now(CLOCK_MONOTONIC));
-        l->handshaken = true;
         l->connected_usec = tg_now(CLOCK_MONOTONIC);
-        log_event(LOG_INFO, TG_MID_KEY_CONNECTED, "Key %s is present (%s, %s, %s from %s).", l->peer,
-                  l->psk ? "pre-shared key" : "certificate", tg_tls_version(l->tls), tg_tls_cipher(l->tls),
-                  l->address);
-        manager_properties_changed(m, "KeyConnected", "KeyId", NULL);
         return 0;
 }
 
@@ -206,6 +228,38 @@ static void link_pump(Link *l) {
         }
 }
 
+/* The handshake proved who this is: make it the key's session. One key at a
+ * time; a new connection of the key that holds the session replaces it (the
+ * key lost Wi-Fi and came back before the old connection timed out).
+ * Returns 1 if l is now m->link, 0 if it was refused (and freed), or -errno. */
+static int promote(Link *l) {
+        Manager *m = l->manager;
+        const char *peer = tg_tls_peer(l->tls);
+        char why[200];
+
+        l->peer = strdup(peer ? peer : "?");
+        if (!l->peer) {
+                link_drop(l, "out of memory");
+                return -ENOMEM;
+        }
+        if (m->link && streq(m->link->peer, l->peer))
+                link_drop(m->link, "replaced by a new connection of the same key");
+        else if (m->link) {
+                snprintf(why, sizeof why, "another key (%s) is connected", m->link->peer);
+                refused(m, l->address, why);
+                link_drop(l, "refused");
+                return 0;
+        }
+        for (size_t i = 0; i < m->n_pending; i++)
+                if (m->pending[i] == l) {
+                        m->pending[i] = m->pending[--m->n_pending];
+                        break;
+                }
+        m->link = l;
+        l->handshaken = true;
+        return 1;
+}
+
 static int on_link_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Link *l = userdata;
         int r;
@@ -221,6 +275,9 @@ static int on_link_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                         link_drop(l, "refused");
                         return 0;
                 }
+                r = promote(l);
+                if (r <= 0)
+                        return 0;
                 r = start_session(l);
                 if (r < 0) {
                         log_error_errno(r, "Cannot start the key session: %m");
@@ -247,8 +304,8 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         (void) getnameinfo((struct sockaddr *) &sa, salen, host, sizeof host, serv, sizeof serv,
                            NI_NUMERICHOST | NI_NUMERICSERV);
         snprintf(address, sizeof address, "%s:%s", host, serv);
-        if (m->link) {
-                refused(m, address, "another key is connected");
+        if (m->n_pending >= LINK_PENDING_MAX) {
+                refused(m, address, "too many connections in their TLS handshake");
                 safe_close(cfd);
                 return 0;
         }
@@ -261,7 +318,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         }
         *l = (Link) { .manager = m, .fd = cfd, .psk = ls->psk };
         snprintf(l->address, sizeof l->address, "%s", address);
-        m->link = l;
+        m->pending[m->n_pending++] = l;
         r = tg_tls_new(ls->tls, cfd, &l->tls);
         if (r >= 0)
                 r = sd_event_add_io(m->event, &l->io, cfd, EPOLLIN | EPOLLOUT, on_link_io, l);
@@ -313,6 +370,9 @@ static int listener_open(Manager *m, const char *address, bool psk) {
         if (fd < 0)
                 return log_error_errno(negative_errno(), "socket(): %m");
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* The address of the access point or USB interface the key joins may
+         * not be up yet when we start (or may go away with the interface). */
+        (void) setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
         if (bind(fd, (struct sockaddr *) &sa, salen) < 0 || listen(fd, 8) < 0) {
                 r = negative_errno();
                 safe_close(fd);
@@ -329,39 +389,58 @@ static int listener_open(Manager *m, const char *address, bool psk) {
         return 0;
 }
 
-static int make_tls(Manager *m, Listener *ls) {
+/* A TLS context for one listener from configuration c; nothing installed.
+ * A file that does not load is the configuration's fault: -EBADMSG, logged
+ * with the configuration-rejected MESSAGE_ID. */
+static int make_tls(Manager *m, const KeySyncConfig *c, bool psk, TgTlsContext **ret) {
         TgTlsConfig cfg = { .role = TG_TLS_SERVER, .userdata = m };
         const char *reason = NULL;
-        TgTlsContext *ctx = NULL;
         int r;
 
-        if (ls->psk)
+        if (psk)
                 cfg.psk_lookup = psk_lookup;
         else {
-                cfg.ca_file = m->config.ca_file;
-                cfg.cert_file = m->config.cert_file;
-                cfg.key_file = m->config.key_file;
-                cfg.crl_file = m->config.crl_file;
+                struct stat st;
+
+                cfg.ca_file = c->ca_file;
+                cfg.cert_file = c->cert_file;
+                cfg.key_file = c->key_file;
+                cfg.crl_file = c->crl_file;
                 cfg.policy = policy;
+                /* The gateway's identity: readable by others means anyone on
+                 * the gateway can impersonate the car to its keys. */
+                if (stat(c->key_file, &st) == 0 && (st.st_mode & 0007))
+                        log_warning("%s is accessible to all users (mode %04o); make it 0640 root:tollgate.",
+                                    c->key_file, (unsigned) (st.st_mode & 07777));
         }
-        r = tg_tls_context_new(&cfg, &ctx, &reason);
-        if (r < 0)
-                return log_error_errno(r, "Cannot set up TLS for %s keys: %s", ls->psk ? "pre-shared" : "certificate",
-                                       reason ? reason : "failed");
-        tg_tls_context_unref(ls->tls);
-        ls->tls = ctx;
+        r = tg_tls_context_new(&cfg, ret, &reason);
+        if (r < 0) {
+                log_event_errno(LOG_ERR, r, TG_MID_CONFIG_REJECTED,
+                                "Configuration rejected: cannot set up TLS for %s keys (CAFile=%s, CertificateFile=%s, "
+                                "KeyFile=%s, RevocationList=%s): %s",
+                                psk ? "pre-shared" : "certificate", strna(c->ca_file), strna(c->cert_file),
+                                strna(c->key_file), strna(c->crl_file), reason ? reason : "failed");
+                return -EBADMSG;
+        }
         return 0;
 }
 
-int link_reload_tls(Manager *m) {
-        int r;
+int link_reload_tls(Manager *m, const KeySyncConfig *c) {
+        TgTlsContext *ctx[ELEMENTSOF(m->listeners)] = {};
+        int r = 0;
 
+        /* All or nothing: a file that does not load leaves every listener as it was. */
+        for (size_t i = 0; i < m->n_listeners && r >= 0; i++)
+                r = make_tls(m, c, m->listeners[i].psk, &ctx[i]);
         for (size_t i = 0; i < m->n_listeners; i++) {
-                r = make_tls(m, &m->listeners[i]);
-                if (r < 0)
-                        return r;
+                if (r < 0) {
+                        tg_tls_context_unref(ctx[i]);
+                        continue;
+                }
+                tg_tls_context_unref(m->listeners[i].tls);
+                m->listeners[i].tls = ctx[i];
         }
-        return 0;
+        return r;
 }
 
 int link_setup(Manager *m) {
@@ -375,15 +454,23 @@ int link_setup(Manager *m) {
         r = listener_open(m, m->config.listen_psk, true);
         if (r < 0)
                 return r;
-        return link_reload_tls(m);
+        return link_reload_tls(m, &m->config);
 }
 
 void link_done(Manager *m) {
         if (m->link) {
-                if (m->link->session)
-                        tg_kp_session_shutdown(m->link->session);
-                link_drop(m->link, "key-sync stopping");
+                Link *l = m->link;
+
+                if (l->session) {
+                        /* Tell the key why (ERROR shutting-down), as far as the
+                         * socket takes it now; it resumes next time anyway. */
+                        tg_kp_session_shutdown(l->session);
+                        (void) tg_kp_link_pump(l->tls, l->session, l->buf, sizeof l->buf, &m->bytes_sent);
+                }
+                link_drop(l, "key-sync stopping");
         }
+        while (m->n_pending > 0)
+                link_drop(m->pending[0], "key-sync stopping");
         for (size_t i = 0; i < m->n_listeners; i++) {
                 m->listeners[i].io = sd_event_source_disable_unref(m->listeners[i].io);
                 m->listeners[i].fd = safe_close(m->listeners[i].fd);
@@ -400,4 +487,14 @@ void link_kick(Manager *m) {
         m->link->cursor = (TgQueueCursor) { .id = 0 };
         tg_kp_session_kick(m->link->session);
         link_pump(m->link);
+}
+
+void link_sync_now(Manager *m) {
+        Link *l = m->link;
+
+        link_kick(m);
+        /* Nothing new on our side and the key is in sync with us: that exchange
+         * is over at once (the key offers on its own when it gets something). */
+        if (m->link == l && l->session && tg_kp_session_idle(l->session))
+                sync_finished(l, 0, 0);
 }

@@ -52,11 +52,17 @@ int outbox_setup(Manager *m) {
 }
 
 static int on_delete_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+        outbox_flush_deletes(userdata);
+        return 0;
+}
+
+void outbox_flush_deletes(Manager *m) {
         int r;
 
         if (m->n_deletes == 0)
-                return 0;
+                return;
+        if (m->delete_timer)
+                (void) sd_event_source_set_enabled(m->delete_timer, SD_EVENT_OFF);
         r = tg_queue_begin(m->outbox);
         for (size_t i = 0; r >= 0 && i < m->n_deletes; i++)
                 r = tg_queue_delete(m->outbox, m->deletes[i]);
@@ -69,11 +75,10 @@ static int on_delete_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 (void) tg_event_arm(m->event, &m->delete_timer, CLOCK_MONOTONIC,
                                     tg_now(CLOCK_MONOTONIC) + USEC_PER_SEC, TG_TIMER_EXACT, on_delete_timer, m,
                                     "outbox-delete");
-                return 0;
+                return;
         }
         m->n_deletes = 0;
         (void) outbox_refresh(m);
-        return 0;
 }
 
 static int stage_delete(Manager *m, uint64_t id) {

@@ -90,12 +90,19 @@ static int manager_reload(TgDaemon *d) {
         r = load_config(m, &c);
         if (r < 0)
                 return r;
+        /* Certificates first: if they do not load, the running configuration stays whole. */
+        r = link_reload_tls(m, &c);
+        if (r < 0) {
+                keysync_config_done(&c);
+                return r;
+        }
         if (!streq(c.listen, m->config.listen) || !streq(c.listen_psk, m->config.listen_psk) ||
-            !streq(c.state_dir, m->config.state_dir))
-                log_notice("Listen=, ListenPreSharedKey= and StateDirectory= changes take effect at the next start.");
+            !streq(c.state_dir, m->config.state_dir) || !c.cert_file != !m->config.cert_file)
+                log_notice("Listen=, ListenPreSharedKey=, StateDirectory= and turning certificate pairing on or off "
+                           "take effect at the next start.");
         keysync_config_done(&m->config);
         m->config = c;
-        r = link_reload_tls(m);
+        r = inbox_make_dirs(m);
         if (r < 0)
                 return r;
         log_event(LOG_INFO, TG_MID_CONFIG_RELOADED, "Configuration reloaded from %s (%zu paired keys).",

@@ -38,6 +38,10 @@ typedef struct Incoming {
         int fd;         /* the partial file */
 } Incoming;
 
+/* Connections that may be in their TLS handshake at once: a stray client
+ * cannot keep the key out (each has HandshakeTimeout=). */
+#define LINK_PENDING_MAX 4
+
 struct Link {
         Manager *manager;
         int fd;
@@ -47,7 +51,10 @@ struct Link {
         sd_event_source *timer; /* handshake deadline, then the session's ticks */
         TgTls *tls;
         TgKpSession *session;
-        bool handshaken;
+        bool handshaken;        /* TLS done: the session runs, this is m->link */
+        bool present;           /* and its HELLO named the key the handshake proved */
+        char field_key[160], field_address[96]; /* journal fields of its events */
+        const char *fields[3];
         char *peer;             /* the key id, once authenticated */
         uint64_t connected_usec;
 
@@ -59,7 +66,7 @@ struct Link {
         size_t n_refused;
 
         /* inbox sink */
-        Incoming incoming[16];
+        Incoming incoming[TG_KP_WINDOW_MAX]; /* Window= is at most that */
         size_t n_incoming;
 
         uint8_t buf[64 * 1024];
@@ -74,7 +81,9 @@ struct Manager {
 
         Listener listeners[2]; /* certificates, PSK */
         size_t n_listeners;
-        Link *link;
+        Link *link;            /* the key's session (one key at a time) */
+        Link *pending[LINK_PENDING_MAX]; /* connections still in their TLS handshake */
+        size_t n_pending;
 
         TgQueue *outbox;
         TgQueueCounts outbox_counts;
@@ -97,14 +106,22 @@ void manager_properties_changed(Manager *m, const char *property, ...);
 /* keysync-link.c */
 int link_setup(Manager *m);
 void link_done(Manager *m);
-int link_reload_tls(Manager *m);
+/* New TLS contexts from c for every listener, or none changed (-EBADMSG). */
+int link_reload_tls(Manager *m, const KeySyncConfig *c);
+
+/* keysync-inbox.c */
+int inbox_make_dirs(Manager *m);
 void link_drop(Link *l, const char *why);
 void link_kick(Manager *m);
+/* SyncNow(): kick, and if both sides are already in sync say so (SyncFinished(0, 0)). */
+void link_sync_now(Manager *m);
 
 /* keysync-outbox.c */
 int outbox_setup(Manager *m);
 void outbox_done(Manager *m);
 int outbox_refresh(Manager *m);
+/* Commit the deletes of acknowledged items now rather than at the grouping timer. */
+void outbox_flush_deletes(Manager *m);
 void outbox_session_start(Link *l);
 int outbox_next_offer(void *userdata, TgKpOffer *ret);
 int outbox_read(void *userdata, uint64_t item_id, uint64_t offset, void *buf, size_t len);

@@ -47,23 +47,46 @@ class ContractFilesTest(unittest.TestCase):
             n = len(re.findall(r"^[0-9a-f]{32} ", p.stdout, flags=re.M))
             self.assertEqual(n, read("lib", "tg-message-ids.h").count("#define TG_MID_"))
 
+    DAEMONS = [("Classifier1", "classifier.md"), ("KeySync1", "key-sync.md")]
+
     def test_every_dbus_member_is_documented_and_in_the_policy(self):
-        root = ET.fromstring(read("conf", "dbus", "org.tollgate.Classifier1.xml"))
-        doc = read("docs", "classifier.md")
-        policy = read("conf", "dbus", "org.tollgate.Classifier1.conf")
-        for iface in root.iter("interface"):
-            for el in iface:
-                name = el.get("name")
-                self.assertIn("`%s" % name, doc, "%s %s is not in docs/classifier.md" % (el.tag, name))
-                if el.tag == "method":
-                    self.assertIn('send_member="%s"' % name, policy, "method %s is not in the D-Bus policy" % name)
+        for iface_name, docfile in self.DAEMONS:
+            root = ET.fromstring(read("conf", "dbus", "org.tollgate.%s.xml" % iface_name))
+            doc = read("docs", docfile)
+            policy = read("conf", "dbus", "org.tollgate.%s.conf" % iface_name)
+            members = 0
+            for iface in root.iter("interface"):
+                for el in iface:
+                    name = el.get("name")
+                    members += 1
+                    self.assertIn("`%s" % name, doc, "%s %s is not in docs/%s" % (el.tag, name, docfile))
+                    if el.tag == "method":
+                        self.assertIn('send_member="%s"' % name, policy,
+                                      "method %s.%s is not in the D-Bus policy" % (iface_name, name))
+            self.assertGreater(members, 3, iface_name)
 
     def test_every_config_key_is_in_the_shipped_file(self):
         keys = re.findall(r'C\("(\w+)", "(\w+)"', read("daemons", "classifier", "classifier-conf.c"))
         conf = read("conf", "classifier.conf")
+        self.assertGreater(len(keys), 10)
         for section, key in keys:
             self.assertRegex(conf, r"(?m)^#%s=" % key, "[%s] %s= is not documented in conf/classifier.conf" % (section, key))
+        keys = re.findall(r'\b[SK]\("(\w+)", ', read("daemons", "key-sync", "keysync-conf.c"))
+        conf = read("conf", "key-sync.conf")
+        man = read("docs", "man", "tollgate-key-sync.conf.5")
+        self.assertGreater(len(keys), 10)
+        for key in keys:
+            self.assertRegex(conf, r"(?m)^#%s=" % key, "%s= is not documented in conf/key-sync.conf" % key)
+            self.assertIn(key, man, "%s= is not in tollgate-key-sync.conf(5)" % key)
 
+    def test_every_unit_has_its_bus_files(self):
+        for iface_name, _ in self.DAEMONS:
+            service = read("conf", "dbus", "org.tollgate.%s.service" % iface_name)
+            unit = re.search(r"(?m)^SystemdService=(\S+)$", service).group(1)
+            text = read("units", unit + ".in")
+            self.assertIn("BusName=org.tollgate.%s\n" % iface_name, text)
+            self.assertIn("Type=notify", text)
+            self.assertIn("WatchdogSec=", text)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -12,6 +12,7 @@ does not matter."""
 import base64
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tglib import BUILD, Sandbox, wait_until  # noqa: E402
+from tglib import BUILD, KEYSYNC, Sandbox, wait_until  # noqa: E402
 
 TOLLGATECTL = os.environ.get("TOLLGATECTL", os.path.join(BUILD, "tools", "tollgatectl", "tollgatectl"))
 CLIENT = "TG-SANDBOX-0001"  # the sandbox gateway's certificate CN (tools/tollgate-pki)
@@ -123,19 +124,32 @@ class CtlTest(unittest.TestCase):
         out, _ = self.ctl("submit", topic, "-", input=payload)
         return out.strip()
 
+    def start_watch(self, *args):
+        proc = subprocess.Popen([TOLLGATECTL, "watch"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.env())
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.stdout.close)
+        return proc, LineReader(proc)
+
+    def stop_watch(self, proc):
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(proc.wait(timeout=10), 0, proc.stderr.read())
+
 
 class CtlReadTest(CtlTest):
     def test_help_version_and_usage_errors(self):
         out, _ = self.ctl("--help")
         for cmd in ("status", "classify", "submit", "reload", "outbox", "downlink", "downlink-ack", "watch",
-                    "--json", "--no-legend", "--address"):
+                    "sync", "keys", "pair", "pair-password", "unpair", "--json", "--no-legend", "--address"):
             self.assertIn(cmd, out)
         out, _ = self.ctl("--version")
         self.assertRegex(out, r"^tollgatectl \d+\.\d+\.\d+\n$")
         for args in (["frobnicate"], ["classify"], ["classify", "a", "b"], ["status", "extra"], ["--bogus"],
                      ["--json=yaml", "status"], ["downlink", "--max=0"], ["downlink", "--max=1001"],
                      ["downlink-ack"], ["downlink-ack", "12x"], ["submit", "--timestamp=soon", "a.b"],
-                     ["reload", "nosuchdaemon"], ["reload", "key-sync"], ["watch", "nosuchdaemon"]):
+                     ["reload", "nosuchdaemon"], ["reload", "ota-agent"], ["watch", "nosuchdaemon"],
+                     ["pair"], ["unpair", "a", "b"], ["keys", "x"], ["sync", "now"], ["pair-password"]):
             out, err = self.ctl(*args, rc=2)
             self.assertEqual(out, "", args)
             self.assertTrue(err.startswith("tollgatectl: ") or "tollgatectl" in err, (args, err))
@@ -149,7 +163,10 @@ class CtlReadTest(CtlTest):
         self.assertEqual(cl["object"], "/org/tollgate/Classifier1")
         self.assertEqual(cl["pid"], self.sb.pid("classifier"))
         self.assertEqual({k: cl["properties"][k] for k in STABLE_KEYS}, {k: props[k] for k in STABLE_KEYS})
-        for s in st["services"][1:]:  # not built yet: absent from the bus
+        ks = st["services"][1]
+        self.assertEqual((ks["running"], ks["pid"]), (True, self.sb.pid("key-sync")))
+        self.assertEqual(ks["properties"], self.sb.props(KEYSYNC))
+        for s in st["services"][2:]:  # not built yet: absent from the bus
             self.assertEqual((s["running"], s["activatable"], s["pid"], s["properties"]),
                              (False, False, None, None))
 
@@ -157,7 +174,8 @@ class CtlReadTest(CtlTest):
         self.assertRegex(out, r"(?m)^SERVICE +BUS NAME +STATE$")
         self.assertRegex(out, r"(?m)^classifier +org\.tollgate\.Classifier1 +running \(pid %d\)$" %
                          self.sb.pid("classifier"))
-        for name, bus in SERVICES[1:]:
+        self.assertRegex(out, r"(?m)^key-sync +org\.tollgate\.KeySync1 +running \(pid %d\)$" % self.sb.pid("key-sync"))
+        for name, bus in SERVICES[2:]:
             self.assertRegex(out, r"(?m)^%s +%s +not installed/not running$" % (name, bus.replace(".", r"\.")))
         self.assertRegex(out, r"(?m)^ +Uplink: online$")
         self.assertRegex(out, r"(?m)^ +Real-time: %d sent, %d in backlog" %
@@ -198,14 +216,23 @@ class CtlReadTest(CtlTest):
 
     def test_outbox_matches_the_daemon(self):
         self.submit("ops.preferences", b"outbox-check")
-        props = self.sb.props()
-        got = self.ctl_json("outbox")
+        # key-sync follows the outbox on the classifier's signals: compare
+        # once both views have settled (the same before and after the call).
+        for _ in range(50):
+            props, ks = self.sb.props(), self.sb.props(KEYSYNC)
+            got = self.ctl_json("outbox")
+            if (props, ks) == (self.sb.props(), self.sb.props(KEYSYNC)):
+                break
+            time.sleep(0.1)
         self.assertEqual(got, [{"service": "classifier", "running": True, "records": props["DeferredQueued"],
-                                "bytes": props["DeferredBytes"]}])
+                                "bytes": props["DeferredBytes"]},
+                               {"service": "key-sync", "running": True, "records": ks["OutboxItems"],
+                                "bytes": ks["OutboxBytes"]}])
         out, _ = self.ctl("outbox")
-        self.assertRegex(out, r"^SERVICE +RECORDS +BYTES\nclassifier +%d +\S+\n$" % props["DeferredQueued"])
+        self.assertRegex(out, r"^SERVICE +RECORDS +BYTES\nclassifier +%d +\S+\nkey-sync +%d +\S+\n$" %
+                         (props["DeferredQueued"], ks["OutboxItems"]))
         out, _ = self.ctl("outbox", "--no-legend")
-        self.assertRegex(out, r"^classifier +%d +\S+\n$" % props["DeferredQueued"])
+        self.assertRegex(out, r"^classifier +%d +\S+\nkey-sync +\d+ +\S+\n$" % props["DeferredQueued"])
 
 
 class CtlWriteTest(CtlTest):
@@ -259,7 +286,7 @@ class CtlWriteTest(CtlTest):
     def test_reload(self):
         self.assertEqual(self.ctl("reload"), ("", ""))
         self.assertEqual(self.ctl("reload", "classifier"), ("", ""))
-        self.assertEqual(self.ctl_json("reload"), {"reloaded": True, "services": ["classifier"]})
+        self.assertEqual(self.ctl_json("reload"), {"reloaded": True, "services": ["classifier", "key-sync"]})
         # A new rule takes effect; a bad file is refused and the running rules stay.
         self.sb.write_dropin("[Rule ctl]\nMatch=ctl.test.*\nClass=realtime\nPriority=2\n", "70-ctl.conf")
         try:
@@ -269,7 +296,7 @@ class CtlWriteTest(CtlTest):
             _, err = self.ctl("reload", rc=1)
             self.assert_bus_error(err, "org.tollgate.Error.InvalidConfig")
             out, err = self.ctl("--json", "reload", rc=1)
-            self.assertEqual(json.loads(out), {"reloaded": False, "services": ["classifier"]})
+            self.assertEqual(json.loads(out), {"reloaded": False, "services": ["classifier", "key-sync"]})
             self.assertEqual(self.ctl_json("classify", "ctl.test.a")["class"], "realtime")
         finally:
             self.sb.remove_dropin("71-bad.conf")
@@ -323,18 +350,6 @@ class CtlWriteTest(CtlTest):
 
 
 class CtlWatchTest(CtlTest):
-    def start_watch(self, *args):
-        proc = subprocess.Popen([TOLLGATECTL, "watch"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=self.env())
-        self.addCleanup(lambda: proc.poll() is None and proc.kill())
-        self.addCleanup(proc.stderr.close)
-        self.addCleanup(proc.stdout.close)
-        return proc, LineReader(proc)
-
-    def stop_watch(self, proc):
-        proc.send_signal(signal.SIGINT)
-        self.assertEqual(proc.wait(timeout=10), 0, proc.stderr.read())
-
     def test_watch_prints_changes(self):
         proc, lines = self.start_watch("--json")
         first = json.loads(lines.line())
@@ -383,11 +398,12 @@ class CtlWatchTest(CtlTest):
                 out, err = self.ctl(*args, rc=3)
                 self.assertRegex(err, r"^tollgatectl: org\.freedesktop\.DBus\.Error\.(ServiceUnknown|NameHasNoOwner): ",
                                  args)
-            self.assertEqual(self.ctl_json("outbox", rc=3),
-                             [{"service": "classifier", "running": False, "records": None, "bytes": None}])
+            got = self.ctl_json("outbox", rc=3)
+            self.assertEqual(got[0], {"service": "classifier", "running": False, "records": None, "bytes": None})
+            self.assertEqual([(o["service"], o["running"]) for o in got[1:]], [("key-sync", True)])
             # status reports; it does not fail.
             st = self.ctl_json("status")
-            self.assertEqual([s["running"] for s in st["services"]], [False] * 4)
+            self.assertEqual([s["running"] for s in st["services"]], [False, True, False, False])
             self.assertIsNone(st["services"][0]["properties"])
             out, _ = self.ctl("status")
             self.assertRegex(out, r"(?m)^classifier +org\.tollgate\.Classifier1 +not installed/not running$")
@@ -401,10 +417,61 @@ class CtlWatchTest(CtlTest):
         self.assertEqual(ev["owner"][:1], ":")
         ev = json.loads(lines.line())
         self.assertEqual((ev["event"], ev["properties"]["RecordsAccepted"]), ("state", 0))
-        self.assertRegex(lines2.line(), r"classifier +started \(:")
+        lines2.until("classifier started", lambda l: re.search(r"classifier +started \(:", l))
         self.stop_watch(proc)
         self.stop_watch(proc2)
         self.assertEqual(self.ctl("classify", "vehicle.speed", "--json", rc=0)[1], "")
+
+
+class CtlKeySyncTest(CtlTest):
+    """The key-sync commands against the daemon's own PairedKeys and the
+    sandbox's key relay (tollgate-sandbox key DIR car)."""
+
+    def paired(self):
+        return self.sb.prop("PairedKeys", obj=KEYSYNC)
+
+    def test_pair_password_list_and_unpair(self):
+        self.assertEqual(self.ctl_json("keys"), [{"key_id": k, "present": False} for k in self.paired()])
+        _, err = self.ctl("pair-password", "phone-7", input=b"short\n", rc=2)
+        self.assertIn("at least 8", err)
+        self.assertEqual(self.ctl("pair-password", "phone-7", input=b"correct horse\n")[1], "")
+        self.assertIn("phone-7", self.paired())
+        out, _ = self.ctl("keys")
+        self.assertRegex(out, r"(?m)^phone-7 +-$")
+        self.assertRegex(out, r"(?m)^%d paired keys\.$" % len(self.paired()))
+        # The pairing is in the daemon's state, readable by root only.
+        pairing = self.sb.path("state", "key-sync", "pairing.conf")
+        self.assertEqual(os.stat(pairing).st_mode & 0o077, 0)
+        with open(pairing) as f:
+            self.assertIn("phone-7", f.read())
+
+        self.assertEqual(self.ctl_json("unpair", "phone-7"), {"key_id": "phone-7", "unpaired": True})
+        self.assertNotIn("phone-7", self.paired())
+        _, err = self.ctl("unpair", "phone-7", rc=1)
+        self.assert_bus_error(err, "org.tollgate.Error.NotFound")
+        _, err = self.ctl("pair", "no spaces please", rc=1)
+        self.assert_bus_error(err, "org.tollgate.Error.InvalidArgument")
+
+    def test_sync_with_the_key_present(self):
+        _, err = self.ctl("sync", rc=1)  # the key is away
+        self.assert_bus_error(err, "org.tollgate.Error.NotFound")
+        for i in range(5):
+            self.submit("ops.preferences.ctl-sync", b"for the key %d" % i)
+        proc, lines = self.start_watch("--json", "key-sync")
+        self.assertEqual(json.loads(lines.line())["event"], "state")
+        self.sb.run("key", self.sb.dir, "car")
+        try:
+            ev = lines.until_event("sync-finished", timeout=30)
+            self.assertGreaterEqual(ev["sent"], 1)
+            wait_until("the key shown present", lambda: self.ctl_json("keys")[0]["present"])
+            # The acknowledged items leave the outbox in the next grouped delete.
+            wait_until("the outbox emptied", lambda: re.search(r"(?m)^ +Outbox: 0 items, 0B$", self.ctl("status")[0]))
+            self.assertRegex(self.ctl("status")[0], r"(?m)^ +Key: present \(TG-KEY-0001\)$")
+            self.assertEqual(self.ctl_json("sync"), {"started": True})
+            self.assertEqual(lines.until_event("sync-finished", timeout=30)["sent"], 0)
+        finally:
+            self.sb.run("key", self.sb.dir, "away")
+        self.stop_watch(proc)
 
 
 if __name__ == "__main__":

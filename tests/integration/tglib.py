@@ -24,6 +24,7 @@ BUILD = os.environ.get("TOLLGATE_BUILD_DIR", os.path.join(REPO, "build"))
 SANDBOX = os.path.join(REPO, "tools", "tollgate-sandbox")
 
 CLASSIFIER = ("org.tollgate.Classifier1", "/org/tollgate/Classifier1", "org.tollgate.Classifier1")
+KEYSYNC = ("org.tollgate.KeySync1", "/org/tollgate/KeySync1", "org.tollgate.KeySync1")
 
 FRAME_MAGIC = 0x54475031
 RECORDS, ACK, ERROR = 1, 2, 3

@@ -167,6 +167,26 @@ static int add_header(Relay *r, const char *fmt, ...) {
         return 0;
 }
 
+static bool upload_held_back(Relay *r, uint64_t id) {
+        if (r->n_held_back > 0 && tg_now(CLOCK_MONOTONIC) >= r->held_back_until)
+                r->n_held_back = 0; /* time to try them again */
+        for (size_t i = 0; i < r->n_held_back; i++)
+                if (r->held_back[i] == id)
+                        return true;
+        return false;
+}
+
+/* The cloud refused an upload: the others go first, it is tried again later.
+ * False if too many are held back already (then everything waits). */
+static bool hold_back_upload(Relay *r, uint64_t id) {
+        if (r->n_held_back == 0)
+                r->held_back_until = tg_now(CLOCK_MONOTONIC) + 12 * r->o.cloud_interval_usec;
+        if (r->n_held_back >= ELEMENTSOF(r->held_back))
+                return false;
+        r->held_back[r->n_held_back++] = id;
+        return true;
+}
+
 /* 1: a request started; 0: nothing of this kind to do; < 0: error. */
 static int start_upload(Relay *r) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
@@ -174,11 +194,12 @@ static int start_upload(Relay *r) {
         int k, rc;
 
         k = tg_db_prepare(r->db, "SELECT item_id, kind, records, sha256, data FROM car_items WHERE gateway = ? "
-                                 "ORDER BY item_id LIMIT 1", &s);
+                                 "ORDER BY item_id", &s);
         if (k < 0)
                 return k;
         sqlite3_bind_text(s, 1, r->o.gateway_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(s);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW && upload_held_back(r, (uint64_t) sqlite3_column_int64(s, 0)))
+                ;
         if (rc == SQLITE_DONE)
                 return 0;
         if (rc != SQLITE_ROW || sqlite3_column_bytes(s, 3) != TG_KP_SHA256_SIZE)
@@ -202,6 +223,25 @@ static int start_upload(Relay *r) {
         return k < 0 ? k : 1;
 }
 
+/* An ack the cloud has not confirmed yet (its answer was lost or refused). */
+static int start_ack(Relay *r) {
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        int k, rc;
+
+        k = tg_db_prepare(r->db, "SELECT item_id FROM cloud_items WHERE acked = 0 LIMIT 1", &s);
+        if (k < 0)
+                return k;
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+                return 0;
+        if (rc != SQLITE_ROW)
+                return tg_db_errno(rc) ?: -EIO;
+        r->cloud_item = (uint64_t) sqlite3_column_int64(s, 0);
+        r->cloud_step = STEP_ACK;
+        k = request(r, "POST", "downloads", r->cloud_item, "ack");
+        return k < 0 ? k : 1;
+}
+
 static int start_delivered(Relay *r) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
         int k, rc;
@@ -220,7 +260,8 @@ static int start_delivered(Relay *r) {
         return k < 0 ? k : 1;
 }
 
-static int delete_row(Relay *r, const char *sql, uint64_t id) {
+/* One statement on one row: ?1 the item id, ?2 our gateway if the SQL names it. */
+static int exec_row(Relay *r, const char *sql, uint64_t id) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
         int k, rc;
 
@@ -337,7 +378,8 @@ static int finish_download(Relay *r) {
         }
         if (fsync(fd) < 0 || rename(partial, dest) < 0)
                 return negative_errno();
-        k = tg_db_prepare(r->db, "INSERT OR REPLACE INTO cloud_items VALUES (?, ?, ?, ?, ?, ?, 0)", &s);
+        k = tg_db_prepare(r->db, "INSERT OR REPLACE INTO cloud_items (item_id, gateway, kind, name, size, sha256, "
+                                 "state, acked) VALUES (?, ?, ?, ?, ?, ?, 0, 0)", &s);
         if (k < 0)
                 return k;
         sqlite3_bind_int64(s, 1, (sqlite3_int64) r->cloud_item);
@@ -360,6 +402,7 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
         Relay *r = userdata;
         long status = 0;
         int step = r->cloud_step, k = 0;
+        bool failed = false; /* an answer that did not move anything: not again at once */
 
         (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         if (step == STEP_DOWNLOAD)
@@ -382,16 +425,21 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
         case STEP_UPLOAD:
                 if (status == 200 || status == 201) {
                         /* The cloud has it (201 new, 200 already): our copy goes (SPEC C5). */
-                        k = delete_row(r, "DELETE FROM car_items WHERE item_id = ? AND gateway = ?", r->cloud_item);
+                        k = exec_row(r, "DELETE FROM car_items WHERE item_id = ? AND gateway = ?", r->cloud_item);
                         if (k >= 0 && status == 201)
                                 r->to_cloud++;
-                } else
-                        log_warning("The cloud refused item %016" PRIx64 " with HTTP %ld: %.*s", r->cloud_item, status,
-                                    (int) MIN(r->response.size, (size_t) 200), (const char *) r->response.data);
+                } else {
+                        log_warning("The cloud refused item %016" PRIx64 " with HTTP %ld: %.*s; trying the others first.",
+                                    r->cloud_item, status, (int) MIN(r->response.size, (size_t) 200),
+                                    (const char *) r->response.data);
+                        failed = !hold_back_upload(r, r->cloud_item);
+                }
                 break;
         case STEP_DELIVERED:
                 if (status / 100 == 2 || status == 404)
-                        k = delete_row(r, "DELETE FROM cloud_items WHERE item_id = ?", r->cloud_item);
+                        k = exec_row(r, "DELETE FROM cloud_items WHERE item_id = ?", r->cloud_item);
+                else
+                        failed = true;
                 break;
         case STEP_LIST:
                 if (status == 200) {
@@ -410,7 +458,8 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
                                 cloud_later(r, r->o.cloud_interval_usec);
                                 return;
                         }
-                }
+                } else
+                        failed = true;
                 break;
         case STEP_DOWNLOAD:
                 if (status == 200 || status == 206) {
@@ -426,9 +475,19 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
                         _cleanup_free_ char *p = store_partial_path(r, "cloud", r->cloud_item);
                         if (p)
                                 (void) unlink(p); /* our partial copy does not fit: start again */
-                }
+                } else
+                        failed = true;
                 break;
         case STEP_ACK:
+                /* 404: the cloud does not know it any more, nothing to confirm. */
+                if (status / 100 == 2 || status == 404)
+                        k = exec_row(r, "UPDATE cloud_items SET acked = 1 WHERE item_id = ?", r->cloud_item);
+                else {
+                        log_warning("The cloud answered HTTP %ld to our ack of item %016" PRIx64 "; asking again later.",
+                                    status, r->cloud_item);
+                        failed = true;
+                }
+                break;
         default:
                 break;
         }
@@ -436,7 +495,7 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
                 log_warning_errno(k, "Cloud step %d for item %" PRIu64 " failed: %m", step, r->cloud_item);
         request_free(r);
         r->cloud_step = STEP_IDLE;
-        cloud_later(r, k < 0 ? r->o.cloud_interval_usec : 0);
+        cloud_later(r, k < 0 || failed ? r->o.cloud_interval_usec : 0);
 }
 
 static void step_next(Relay *r) {
@@ -445,6 +504,8 @@ static void step_next(Relay *r) {
         if (r->cloud_step != STEP_IDLE)
                 return;
         k = start_upload(r);
+        if (k == 0)
+                k = start_ack(r);
         if (k == 0)
                 k = start_delivered(r);
         if (k == 0) {

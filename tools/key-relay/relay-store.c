@@ -21,6 +21,9 @@ static const char *const store_migrations[] = {
         "  item_id INTEGER PRIMARY KEY, gateway TEXT NOT NULL, kind INTEGER NOT NULL,"
         "  name TEXT NOT NULL, size INTEGER NOT NULL, sha256 BLOB NOT NULL,"
         "  state INTEGER NOT NULL DEFAULT 0);",
+        /* 2: whether the cloud has heard our ack (0: ask again). Rows of
+         * version 1 were acked before they were stored. */
+        "ALTER TABLE cloud_items ADD COLUMN acked INTEGER NOT NULL DEFAULT 1;",
 };
 
 int store_exec(Relay *r, const char *sql) {

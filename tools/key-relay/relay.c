@@ -113,8 +113,8 @@ static int parse_argv(int argc, char *argv[], RelayOptions *o) {
                         o->chunk = (uint32_t) v;
                         break;
                 case ARG_WINDOW:
-                        if (tg_parse_unsigned(optarg, &u) < 0 || u < 1 || u > 64) {
-                                fprintf(stderr, "--window= takes 1 … 64: %s\n", optarg);
+                        if (tg_parse_unsigned(optarg, &u) < 0 || u < 1 || u > TG_KP_WINDOW_MAX) {
+                                fprintf(stderr, "--window= takes 1 … %d: %s\n", TG_KP_WINDOW_MAX, optarg);
                                 return -EINVAL;
                         }
                         o->window = (uint16_t) u;

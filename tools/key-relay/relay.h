@@ -57,7 +57,7 @@ struct Relay {
         char offer_name[256]; /* the name of the item being offered: outlives the query */
         uint64_t *offered;
         size_t n_offered, allocated_offered;
-        Incoming incoming[16];
+        Incoming incoming[TG_KP_WINDOW_MAX]; /* --window= is at most that */
         size_t n_incoming;
         uint8_t psk[TG_TLS_PSK_SIZE];
         uint8_t buf[64 * 1024];
@@ -72,6 +72,9 @@ struct Relay {
         uint64_t cloud_item;
         int cloud_fd;
         bool cloud_online;
+        uint64_t held_back[64];   /* uploads the cloud refused: after the others */
+        size_t n_held_back;
+        uint64_t held_back_until;
 
         /* counters, printed on SIGUSR1 and at exit */
         uint64_t from_car, to_car, to_cloud, from_cloud;

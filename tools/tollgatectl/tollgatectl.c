@@ -15,14 +15,6 @@
 /* The daemons of the D-Bus contract that have no client file yet: known by
  * name so that status can say they are absent. Each moves to its own
  * tollgatectl-<daemon>.c (with hooks and commands) when the daemon exists. */
-static const Service service_keysync = {
-        .name = "key-sync",
-        .title = "Key sync",
-        .bus_name = "org.tollgate.KeySync1",
-        .path = "/org/tollgate/KeySync1",
-        .interface = "org.tollgate.KeySync1",
-};
-
 static const Service service_ota = {
         .name = "ota-agent",
         .title = "OTA agent",
@@ -269,7 +261,7 @@ static int verb_reload(Context *c, int argc, char *argv[]) {
 static int verb_help(Context *c, int argc, char *argv[]);
 
 static const Verb verbs[] = {
-        { "status", "", "Show the daemons and the classifier's figures", 0, 0, verb_status },
+        { "status", "", "Show the daemons and their figures", 0, 0, verb_status },
         { "outbox", "", "Show what waits in the outbox for the car key", 0, 0, verb_outbox },
         { "reload", "[SERVICE...]", "Reload the configuration (default: all that can)", 0, UINT_MAX,
           verb_reload },
