@@ -20,7 +20,7 @@ SRC_URI = "git://git.tollgate.example/tollgate/tollgate.git;protocol=https;branc
 # every unit named in SYSTEMD_SERVICE (BitBake stops with "Didn't find service
 # unit" otherwise): commit the code, then bump SRCREV in a commit of its own.
 # check-recipe warns while SRCREV lags behind the tree (--release: error).
-SRCREV = "6115878962e9aab5e8c491c1a337194f106a1d05"
+SRCREV = "f75156ea08ab572d395021ed6428c1ae7fabce79"
 # "+git": BitBake appends the SRCREV to the package version (Nanbield and later).
 PV = "0.1.0+git"
 
