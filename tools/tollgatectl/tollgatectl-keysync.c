@@ -46,11 +46,6 @@ static void keysync_status(const Context *c, const Service *s, const PropertyLis
         print_field("Paired keys", "%s", paired && paired->text ? paired->text : "[]");
 }
 
-static void keysync_outbox(const PropertyList *p, uint64_t *ret_records, uint64_t *ret_bytes) {
-        *ret_records = property_u64(p, "OutboxItems");
-        *ret_bytes = property_u64(p, "OutboxBytes");
-}
-
 static int keysync_reload(Context *c, const Service *s) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
@@ -123,7 +118,7 @@ static int verb_sync(Context *c, int argc, char *argv[]) {
 static int verb_keys(Context *c, int argc, char *argv[]) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(property_list_done) PropertyList props = {};
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
         _cleanup_table_ Table *t = NULL;
         Json j = { .f = stdout, .pretty = c->json_pretty };
         const char *present = NULL;
@@ -136,10 +131,21 @@ static int verb_keys(Context *c, int argc, char *argv[]) {
         if (property_u64(&props, "KeyConnected"))
                 present = property_str(&props, "KeyId");
 
-        r = sd_bus_get_property(c->bus, service_keysync.bus_name, service_keysync.path, service_keysync.interface,
-                                "PairedKeys", &error, &reply, "as");
+        /* Reading never starts the daemon (like status). */
+        r = sd_bus_message_new_method_call(c->bus, &call, service_keysync.bus_name, service_keysync.path,
+                                           "org.freedesktop.DBus.Properties", "Get");
+        if (r >= 0)
+                r = sd_bus_message_append(call, "ss", service_keysync.interface, "PairedKeys");
+        if (r >= 0)
+                r = sd_bus_message_set_auto_start(call, false);
+        if (r < 0)
+                return ctl_error_errno(r, "Cannot build the Get() call: %m");
+        r = service_call_message(c, call, &error, &reply);
         if (r < 0)
                 return ctl_bus_failure(&error, r, "Get(PairedKeys)");
+        r = sd_bus_message_enter_container(reply, 'v', "as");
+        if (r < 0)
+                return ctl_reply_failure(r, "Get(PairedKeys)");
 
         t = table_new("KEY", "STATE", NULL);
         if (!t)
@@ -289,7 +295,8 @@ const Service service_keysync = {
         .interface = "org.tollgate.KeySync1",
         .byte_properties = keysync_byte_properties,
         .status = keysync_status,
-        .outbox = keysync_outbox,
+        /* No .outbox: key-sync counts items (segments of records), the
+         * classifier records; `outbox` shows the records, status both. */
         .reload = keysync_reload,
         .watch = keysync_watch,
         .verbs = keysync_verbs,
