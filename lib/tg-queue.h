@@ -101,8 +101,13 @@ int tg_queue_next(TgQueue *q, const char *kind, bool by_priority, const TgQueueC
 
 /* Read up to `size` bytes of item `id`'s data from `offset`, without loading
  * the whole blob (SQLite incremental blob I/O). Returns the bytes read (0 at
- * the end), -ENOENT if the item is gone. */
+ * the end), -ENOENT if the item is gone. The blob handle stays open for the
+ * next read of the same item until tg_queue_read_end() or tg_queue_begin().
+ * An open handle is an open read transaction, which keeps the WAL from being
+ * checkpointed: end reading whenever the caller would wait (a socket that
+ * takes no more). */
 ssize_t tg_queue_read(TgQueue *q, uint64_t id, uint64_t offset, void *buf, size_t size);
+void tg_queue_read_end(TgQueue *q);
 
 /* Metadata of item `id` (no data: ret->data is NULL, strings are not set). */
 int tg_queue_get(TgQueue *q, uint64_t id, TgQueueItem *ret);

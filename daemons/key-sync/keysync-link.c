@@ -207,8 +207,11 @@ static int start_session(Link *l) {
 /* Move bytes both ways until the socket says wait. */
 static void link_pump(Link *l) {
         char why[300];
+        TgKpLinkState res = tg_kp_link_pump(l->tls, l->session, l->buf, sizeof l->buf, &l->manager->bytes_sent);
 
-        switch (tg_kp_link_pump(l->tls, l->session, l->buf, sizeof l->buf, &l->manager->bytes_sent)) {
+        /* Until the socket takes more, hold no read transaction on the outbox. */
+        tg_queue_read_end(l->manager->outbox);
+        switch (res) {
         case TG_KP_LINK_AGAIN:
                 arm_events(l, 0);
                 return;

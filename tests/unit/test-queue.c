@@ -664,7 +664,59 @@ static void test_text_file_moved_aside(void) {
         expect_counts(q, 0, 0, 0);
 }
 
-TG_TEST_MAIN(TEST(schema), TEST(insert_delete), TEST(relabel), TEST(next), TEST(expiry), TEST(priority_quota),
+/* Incremental reads: pieces of one item, two items in turn, an item deleted
+ * or changed between reads (by this connection and by another one), and
+ * writes while a read handle is open. */
+static void test_read_pieces(void) {
+        _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
+        _cleanup_free_ char *path = tg_test_path(dir, "q.db");
+        _cleanup_(tg_queue_freep) TgQueue *q = NULL, *other = NULL;
+        const size_t big = 3 * 1024 * 1024 + 17;
+        uint8_t *buf = malloc(big);
+        size_t got = 0;
+        ssize_t n;
+
+        assert_se(buf);
+        assert_ok(tg_queue_open(path, NULL, &q, NULL));
+        assert_ok(tg_queue_open(path, NULL, &other, NULL));
+        assert_ok(tg_queue_begin(q));
+        insert(q, 1, 5, "segment", 1, big, 0);
+        insert(q, 2, 5, "segment", 1, 1000, 0);
+        assert_ok(tg_queue_commit(q));
+
+        /* Item 1 in 64 KiB pieces, with reads of item 2 in between. */
+        while ((n = tg_queue_read(q, 1, got, buf + got, 65536)) > 0) {
+                uint8_t small[10];
+
+                got += (size_t) n;
+                assert_eq(tg_queue_read(q, 2, 990, small, sizeof small), 10);
+                assert_eq(small[0], (uint8_t) (2 + 990));
+        }
+        assert_eq(n, 0);
+        assert_eq(got, big);
+        for (size_t i = 0; i < big; i++)
+                if (buf[i] != (uint8_t) (1 + i))
+                        assert_se(!"item 1 read back wrong");
+
+        /* Deleted by this connection while its handle is open. */
+        assert_eq(tg_queue_read(q, 1, 0, buf, 100), 100);
+        assert_ok(tg_queue_begin(q));
+        assert_ok(tg_queue_delete(q, 1));
+        assert_ok(tg_queue_commit(q));
+        assert_eq(tg_queue_read(q, 1, 100, buf, 100), -ENOENT);
+
+        /* Deleted by another connection (the classifier evicting it) while the
+         * handle is open: the next read says so. */
+        assert_eq(tg_queue_read(q, 2, 0, buf, 10), 10);
+        tg_queue_read_end(q); /* our read transaction would block its checkpoint, not its write */
+        assert_ok(tg_queue_begin(other));
+        assert_ok(tg_queue_delete(other, 2));
+        assert_ok(tg_queue_commit(other));
+        assert_eq(tg_queue_read(q, 2, 10, buf, 10), -ENOENT);
+        free(buf);
+}
+
+TG_TEST_MAIN(TEST(schema), TEST(insert_delete), TEST(read_pieces), TEST(relabel), TEST(next), TEST(expiry), TEST(priority_quota),
              TEST(total_quota), TEST(enforce_order), TEST(reopen_and_second_connection),
              TEST(newer_schema_refused), TEST(newer_schema_untouched_any_journal_mode),
              TEST(garbage_moved_aside), TEST(text_file_moved_aside));
