@@ -138,6 +138,7 @@ static int on_hello(void *userdata, const TgKpHello *peer) {
         /* The id in HELLO must be the identity the handshake proved. */
         if (peer->id_len != strlen(l->peer) || memcmp(peer->id, l->peer, peer->id_len) != 0) {
                 refused(l->manager, l->address, "HELLO names another key than its certificate or pre-shared key");
+                l->refusal_logged = true;
                 return -EPERM;
         }
         /* Now it is the key: the working state (SPEC C3). */
@@ -223,8 +224,13 @@ static void link_pump(Link *l) {
                 return;
         case TG_KP_LINK_FINISHED:
                 tg_kp_link_reason(l->session, why, sizeof why);
-                if (tg_kp_session_error(l->session, NULL, NULL) != TG_KP_SHUTTING_DOWN &&
-                    tg_kp_session_error(l->session, NULL, NULL) != TG_KP_PEER_ERROR)
+                if (!l->present && !l->refusal_logged) {
+                        /* TLS let it in, but it never became the key: a refusal. */
+                        char reason[360];
+                        snprintf(reason, sizeof reason, "protocol error before a valid HELLO: %s", why);
+                        refused(l->manager, l->address, reason);
+                } else if (tg_kp_session_error(l->session, NULL, NULL) != TG_KP_SHUTTING_DOWN &&
+                           tg_kp_session_error(l->session, NULL, NULL) != TG_KP_PEER_ERROR)
                         log_warning("Key %s broke the protocol: %s", l->peer, why);
                 link_drop(l, why);
                 return;
@@ -308,9 +314,15 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                            NI_NUMERICHOST | NI_NUMERICSERV);
         snprintf(address, sizeof address, "%s:%s", host, serv);
         if (m->n_pending >= LINK_PENDING_MAX) {
-                refused(m, address, "too many connections in their TLS handshake");
-                safe_close(cfd);
-                return 0;
+                /* Make room: the one waiting longest goes (silent clients cannot
+                 * keep the key out by holding every slot). */
+                Link *oldest = m->pending[0];
+
+                for (size_t i = 1; i < m->n_pending; i++)
+                        if (m->pending[i]->connected_usec < oldest->connected_usec)
+                                oldest = m->pending[i];
+                refused(m, oldest->address, "dropped for a newer connection (too many in their TLS handshake)");
+                link_drop(oldest, "refused");
         }
         (void) setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
@@ -321,6 +333,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         }
         *l = (Link) { .manager = m, .fd = cfd, .psk = ls->psk };
         snprintf(l->address, sizeof l->address, "%s", address);
+        l->connected_usec = tg_now(CLOCK_MONOTONIC); /* accepted; the session's start later */
         m->pending[m->n_pending++] = l;
         r = tg_tls_new(ls->tls, cfd, &l->tls);
         if (r >= 0)

@@ -53,6 +53,7 @@ struct Link {
         TgKpSession *session;
         bool handshaken;        /* TLS done: the session runs, this is m->link */
         bool present;           /* and its HELLO named the key the handshake proved */
+        bool refusal_logged;    /* a KEY_REFUSED entry was written for it */
         char field_key[160], field_address[96]; /* journal fields of its events */
         const char *fields[3];
         char *peer;             /* the key id, once authenticated */
