@@ -8,6 +8,7 @@
  * once it is stored, so the cloud can drop it (SPEC C5).
  */
 
+#include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <json-c/json.h>
@@ -289,9 +290,22 @@ static int have_cloud_item(Relay *r, uint64_t id) {
 
 /* The listing: pick the first item we do not hold yet. 1: found (dl filled). */
 static int pick_download(Relay *r) {
-        json_object *arr = json_tokener_parse(r->response.data ? (const char *) r->response.data : "");
+        json_tokener *tok = json_tokener_new();
+        json_object *arr = NULL;
         int found = 0;
 
+        /* The body as received: not NUL-terminated, and a NUL inside is garbage. */
+        if (!tok)
+                return -ENOMEM;
+        if (r->response.size <= INT_MAX && !memchr(r->response.data ?: (const uint8_t *) "", 0, r->response.size)) {
+                arr = json_tokener_parse_ex(tok, r->response.data ? (const char *) r->response.data : "",
+                                            (int) r->response.size);
+                if (json_tokener_get_error(tok) != json_tokener_success) {
+                        json_object_put(arr);
+                        arr = NULL;
+                }
+        }
+        json_tokener_free(tok);
         if (!arr || !json_object_is_type(arr, json_type_array)) {
                 json_object_put(arr);
                 return -EBADMSG;
