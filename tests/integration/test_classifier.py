@@ -253,6 +253,7 @@ class ConfigTest(ClassifierTest):
     def test_reload_applies_new_rules_without_losing_data(self):
         prod = self.sb.producer()
         prod.send_frame([encode_record("ops.hmi.interaction", b"before")])
+        prod.flush()  # classified (and acknowledged) under the old rules
         self.sb.write_dropin("[Rule hmi]\nClass=realtime\n", name="70-reload.conf")
         self.sb.call("Reload")
         self.assertIn('"realtime"', self.sb.call("Classify", "s", "ops.hmi.interaction").stdout)
