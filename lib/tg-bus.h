@@ -21,6 +21,9 @@
 #define TG_ERROR_SHUTTING_DOWN "org.tollgate.Error.ShuttingDown"
 #define TG_ERROR_NOT_FOUND "org.tollgate.Error.NotFound"
 #define TG_ERROR_ACCESS_DENIED "org.tollgate.Error.AccessDenied"
+/* The call is valid but the vehicle's state forbids it now (power-wake:
+ * high voltage while not parked). */
+#define TG_ERROR_NOT_ALLOWED "org.tollgate.Error.NotAllowed"
 
 extern const sd_bus_error_map tg_bus_error_map[];
 

@@ -31,6 +31,16 @@ static char *strip(char *s) {
         return s;
 }
 
+static __thread const char *location_file;
+static __thread unsigned location_line;
+
+void tg_conf_location(const char **ret_file, unsigned *ret_line) {
+        if (ret_file)
+                *ret_file = location_file;
+        if (ret_line)
+                *ret_line = location_line;
+}
+
 static bool section_takes_arg(const TgConfTable *t, const char *section) {
         for (const char *const *p = t->arg_sections; p && *p; p++)
                 if (streq(*p, section))
@@ -55,12 +65,14 @@ static bool valid_name(const char *s) {
         return true;
 }
 
-int tg_conf_parse_buffer(const char *text, size_t size, const char *name, const TgConfTable *t,
-                         void *userdata, TgConfError *err) {
-        _cleanup_free_ char *buf = NULL, *section = NULL;
+static int parse_buffer(const char *text, size_t size, const char *name, const TgConfTable *t, void *userdata,
+                        TgConfError *err) {
+        _cleanup_free_ char *buf = NULL, *section = NULL, *label = NULL; /* label: "Source body" */
         void *base = NULL;
         unsigned lineno = 0;
         char *line, *next;
+
+        location_file = name;
 
         if (memchr(text, '\0', size))
                 return conf_error(err, -EINVAL, "%s: contains a NUL byte, not a text file", name);
@@ -78,6 +90,7 @@ int tg_conf_parse_buffer(const char *text, size_t size, const char *name, const 
                 if (next)
                         *next++ = '\0';
                 lineno++;
+                location_line = lineno;
 
                 s = strip(line);
                 if (*s == '\0' || *s == '#' || *s == ';')
@@ -112,8 +125,11 @@ int tg_conf_parse_buffer(const char *text, size_t size, const char *name, const 
                                 base = userdata;
                         }
                         free(section);
+                        free(label);
                         section = strdup(s);
-                        if (!section)
+                        if (arg && *arg ? asprintf(&label, "%s %s", s, arg) < 0 : !(label = strdup(s)))
+                                label = NULL;
+                        if (!section || !label)
                                 return -ENOMEM;
                         continue;
                 }
@@ -133,16 +149,27 @@ int tg_conf_parse_buffer(const char *text, size_t size, const char *name, const 
                                 break;
                         }
                 if (!item)
-                        return conf_error(err, -EINVAL, "%s:%u: unknown key %s= in [%s]", name, lineno, key, section);
+                        return conf_error(err, -EINVAL, "%s:%u: unknown key %s= in [%s]", name, lineno, key, label);
 
                 r = item->parse(value, (uint8_t *) base + item->offset, item->extra, reason, sizeof reason);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return conf_error(err, r, "%s:%u: [%s] %s=%.128s: %s", name, lineno, section, key, value,
+                        return conf_error(err, r, "%s:%u: [%s] %s=%.128s: %s", name, lineno, label, key, value,
                                           reason[0] ? reason : (r == -ERANGE ? "out of range" : "invalid value"));
         }
         return 0;
+}
+
+int tg_conf_parse_buffer(const char *text, size_t size, const char *name, const TgConfTable *t,
+                         void *userdata, TgConfError *err) {
+        int r;
+
+        location_line = 0;
+        r = parse_buffer(text, size, name, t, userdata, err);
+        location_file = NULL;
+        location_line = 0;
+        return r;
 }
 
 static int read_file(const char *path, char **ret, size_t *ret_size) {

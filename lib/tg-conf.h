@@ -67,6 +67,14 @@ int tg_conf_load(const char *path, bool must_exist, const TgConfTable *table, vo
 int tg_conf_parse_buffer(const char *text, size_t size, const char *name, const TgConfTable *table,
                          void *userdata, TgConfError *err);
 
+/* While a value parser or a section lookup of tg_conf_load() or
+ * tg_conf_parse_buffer() runs: the file (its name as passed in, valid only
+ * during that call: copy it) and the line being read. For checks that can
+ * only be made once every file is read (cross-references between sections,
+ * keys that go together), so that their errors still name file:line:key.
+ * Outside a parse both are NULL/0. */
+void tg_conf_location(const char **ret_file, unsigned *ret_line);
+
 /* Standard value parsers. */
 int tg_conf_parse_string(const char *value, void *field, const void *extra, char *reason, size_t reason_size);
 int tg_conf_parse_bool(const char *value, void *field, const void *extra, char *reason, size_t reason_size);

@@ -84,6 +84,8 @@ static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret
         d->ready = true;
         (void) sd_notifyf(false, "READY=1\nSTATUS=Running\nMAINPID=%d", (int) getpid());
         log_info("%s %s ready, owns %s.", d->name, PACKAGE_VERSION, d->bus_name);
+        if (d->on_ready)
+                d->on_ready(d);
         return 0;
 }
 

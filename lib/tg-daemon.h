@@ -34,6 +34,9 @@ struct TgDaemon {
          * the daemon calls tg_daemon_exit() (e.g. after a last commit). */
         int (*stop)(TgDaemon *d);
         void (*free)(TgDaemon *d);
+        /* Optional: once the bus name is owned and READY=1 sent, so that
+         * what it emits reaches clients that match on the name. */
+        void (*on_ready)(TgDaemon *d);
 
         /* Filled by tg_daemon_main() */
         sd_event *event;

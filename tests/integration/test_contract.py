@@ -47,7 +47,7 @@ class ContractFilesTest(unittest.TestCase):
             n = len(re.findall(r"^[0-9a-f]{32} ", p.stdout, flags=re.M))
             self.assertEqual(n, read("lib", "tg-message-ids.h").count("#define TG_MID_"))
 
-    DAEMONS = [("Classifier1", "classifier.md"), ("KeySync1", "key-sync.md")]
+    DAEMONS = [("Classifier1", "classifier.md"), ("KeySync1", "key-sync.md"), ("Power1", "power-wake.md")]
 
     def test_every_dbus_member_is_documented_and_in_the_policy(self):
         for iface_name, docfile in self.DAEMONS:
@@ -78,6 +78,21 @@ class ContractFilesTest(unittest.TestCase):
         for key in keys:
             self.assertRegex(conf, r"(?m)^#%s=" % key, "%s= is not documented in conf/key-sync.conf" % key)
             self.assertIn(key, man, "%s= is not in tollgate-key-sync.conf(5)" % key)
+
+    def test_every_power_wake_key_is_documented(self):
+        # The table's macros: P(…) [PowerWake], SRC(…) [Source], SIG(…) [Signal],
+        # CMD(…) [Command]; the _AT variants remember where a key was set.
+        items = re.findall(r'\b(P|SRC|SIG|CMD)(?:_AT)?\("(\w+)", ', read("daemons", "power-wake", "powerwake-conf.c"))
+        conf = read("conf", "power-wake.conf")
+        man = read("docs", "man", "tollgate-power-wake.conf.5")
+        doc = read("docs", "power-wake.md")
+        self.assertGreater(len(items), 25)
+        for macro, key in items:
+            # Source= and the sources' Type=/Bus= have no default: they are set in the
+            # shipped file (the reference vehicle), every other key is a commented default.
+            self.assertRegex(conf, r"(?m)^#?%s=" % key, "%s= is not in conf/power-wake.conf" % key)
+            self.assertRegex(man, r"(?m)^\.B[IR]? %s=" % key, "%s= is not in tollgate-power-wake.conf(5)" % key)
+            self.assertIn("`%s=" % key, doc, "%s= is not in docs/power-wake.md" % key)
 
     def test_every_unit_has_its_bus_files(self):
         for iface_name, _ in self.DAEMONS:

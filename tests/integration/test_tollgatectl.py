@@ -19,9 +19,12 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tglib import BUILD, KEYSYNC, Sandbox, wait_until  # noqa: E402
+
+POWER = ("org.tollgate.Power1", "/org/tollgate/Power1", "org.tollgate.Power1")
 
 TOLLGATECTL = os.environ.get("TOLLGATECTL", os.path.join(BUILD, "tools", "tollgatectl", "tollgatectl"))
 CLIENT = "TG-SANDBOX-0001"  # the sandbox gateway's certificate CN (tools/tollgate-pki)
@@ -141,7 +144,8 @@ class CtlReadTest(CtlTest):
     def test_help_version_and_usage_errors(self):
         out, _ = self.ctl("--help")
         for cmd in ("status", "classify", "submit", "reload", "outbox", "downlink", "downlink-ack", "watch",
-                    "sync", "keys", "pair", "pair-password", "unpair", "--json", "--no-legend", "--address"):
+                    "sync", "keys", "pair", "pair-password", "unpair", "holds", "hold", "wakes", "wake-at",
+                    "wake-cancel", "wake-now", "hv", "--json", "--no-legend", "--address"):
             self.assertIn(cmd, out)
         out, _ = self.ctl("--version")
         self.assertRegex(out, r"^tollgatectl \d+\.\d+\.\d+\n$")
@@ -149,7 +153,11 @@ class CtlReadTest(CtlTest):
                      ["--json=yaml", "status"], ["downlink", "--max=0"], ["downlink", "--max=1001"],
                      ["downlink-ack"], ["downlink-ack", "12x"], ["submit", "--timestamp=soon", "a.b"],
                      ["reload", "nosuchdaemon"], ["reload", "ota-agent"], ["watch", "nosuchdaemon"],
-                     ["pair"], ["unpair", "a", "b"], ["keys", "x"], ["sync", "now"], ["pair-password"]):
+                     ["pair"], ["unpair", "a", "b"], ["keys", "x"], ["sync", "now"], ["pair-password"],
+                     ["holds", "x"], ["hold", "who", "why"], ["wakes", "x"], ["wake-at", "+1h"],
+                     ["wake-at", "soon", "reason"], ["wake-at", "+forever", "r"], ["wake-at", "2030-02-30T00:00", "r"],
+                     ["wake-at", "@x", "r"], ["wake-cancel"], ["wake-cancel", "first"], ["wake-cancel", "0"],
+                     ["wake-now"], ["hv"], ["hv", "maybe"], ["hv", "on", "off"]):
             out, err = self.ctl(*args, rc=2)
             self.assertEqual(out, "", args)
             self.assertTrue(err.startswith("tollgatectl: ") or "tollgatectl" in err, (args, err))
@@ -166,17 +174,21 @@ class CtlReadTest(CtlTest):
         ks = st["services"][1]
         self.assertEqual((ks["running"], ks["pid"]), (True, self.sb.pid("key-sync")))
         self.assertEqual(ks["properties"], self.sb.props(KEYSYNC))
-        for s in st["services"][2:]:  # not built yet: absent from the bus
+        for s in st["services"][2:3]:  # not built yet: absent from the bus
             self.assertEqual((s["running"], s["activatable"], s["pid"], s["properties"]),
                              (False, False, None, None))
+        pw = st["services"][3]
+        self.assertEqual((pw["running"], pw["pid"]), (True, self.sb.pid("power-wake")))
+        self.assertEqual(sorted(pw["properties"]), sorted(self.sb.props(POWER)))
 
         out, _ = self.ctl("status")
         self.assertRegex(out, r"(?m)^SERVICE +BUS NAME +STATE$")
         self.assertRegex(out, r"(?m)^classifier +org\.tollgate\.Classifier1 +running \(pid %d\)$" %
                          self.sb.pid("classifier"))
         self.assertRegex(out, r"(?m)^key-sync +org\.tollgate\.KeySync1 +running \(pid %d\)$" % self.sb.pid("key-sync"))
-        for name, bus in SERVICES[2:]:
+        for name, bus in SERVICES[2:3]:
             self.assertRegex(out, r"(?m)^%s +%s +not installed/not running$" % (name, bus.replace(".", r"\.")))
+        self.assertRegex(out, r"(?m)^power-wake +org\.tollgate\.Power1 +running \(pid %d\)$" % self.sb.pid("power-wake"))
         self.assertRegex(out, r"(?m)^ +Uplink: online$")
         self.assertRegex(out, r"(?m)^ +Real-time: %d sent, %d in backlog" %
                          (props["RealtimeSent"], props["RealtimeBacklog"]))
@@ -277,7 +289,8 @@ class CtlWriteTest(CtlTest):
     def test_reload(self):
         self.assertEqual(self.ctl("reload"), ("", ""))
         self.assertEqual(self.ctl("reload", "classifier"), ("", ""))
-        self.assertEqual(self.ctl_json("reload"), {"reloaded": True, "services": ["classifier", "key-sync"]})
+        self.assertEqual(self.ctl_json("reload"),
+                         {"reloaded": True, "services": ["classifier", "key-sync", "power-wake"]})
         # A new rule takes effect; a bad file is refused and the running rules stay.
         self.sb.write_dropin("[Rule ctl]\nMatch=ctl.test.*\nClass=realtime\nPriority=2\n", "70-ctl.conf")
         try:
@@ -287,7 +300,8 @@ class CtlWriteTest(CtlTest):
             _, err = self.ctl("reload", rc=1)
             self.assert_bus_error(err, "org.tollgate.Error.InvalidConfig")
             out, err = self.ctl("--json", "reload", rc=1)
-            self.assertEqual(json.loads(out), {"reloaded": False, "services": ["classifier", "key-sync"]})
+            self.assertEqual(json.loads(out),
+                             {"reloaded": False, "services": ["classifier", "key-sync", "power-wake"]})
             self.assertEqual(self.ctl_json("classify", "ctl.test.a")["class"], "realtime")
         finally:
             self.sb.remove_dropin("71-bad.conf")
@@ -393,7 +407,7 @@ class CtlWatchTest(CtlTest):
                              [{"service": "classifier", "running": False, "records": None, "bytes": None}])
             # status reports; it does not fail.
             st = self.ctl_json("status")
-            self.assertEqual([s["running"] for s in st["services"]], [False, True, False, False])
+            self.assertEqual([s["running"] for s in st["services"]], [False, True, False, True])
             self.assertIsNone(st["services"][0]["properties"])
             out, _ = self.ctl("status")
             self.assertRegex(out, r"(?m)^classifier +org\.tollgate\.Classifier1 +not installed/not running$")
@@ -462,6 +476,158 @@ class CtlKeySyncTest(CtlTest):
         finally:
             self.sb.run("key", self.sb.dir, "away")
         self.stop_watch(proc)
+
+
+class CtlPowerTest(CtlTest):
+    """The power-wake commands against the daemon's own properties, with the
+    sandbox's car (tollgate-vehicle-sim on the userspace CAN bus)."""
+
+    def pw(self, name):
+        return self.sb.prop(name, obj=POWER)
+
+    def car(self, **state):
+        req = urllib.request.Request(self.sb.env["VEHICLE_CONTROL"] + "/state", data=json.dumps(state).encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def power_status(self):
+        """The power-wake section of the human status."""
+        out, _ = self.ctl("status")
+        return out[out.index("Power and wake:"):]
+
+    def test_status_matches_the_daemon(self):
+        # Past the sandbox's first power-down (ignition off at start), nothing pending.
+        wait_until("a quiet power-wake", lambda: self.pw("Ignition") == "off" and self.pw("PowerDownUsec") == 0
+                   and self.pw("Holds") == [])
+        props = self.sb.props(POWER)
+        st = self.ctl_json("status")["services"][3]
+        self.assertEqual(st["service"], "power-wake")
+        self.assertEqual(st["properties"], props)
+        out = self.power_status()
+        self.assertRegex(out, r"(?m)^ +Ignition: off$")
+        self.assertRegex(out, r"(?m)^ +Parked: yes \(speed 0\.0 km/h\)$")
+        self.assertRegex(out, r"(?m)^ +Battery: 12\.60 V$")
+        self.assertRegex(out, r"(?m)^High voltage: off$")
+        self.assertRegex(out, r"(?m)^ +Holds: none$")
+        self.assertRegex(out, r"(?m)^ +Next wakes: none$")
+        self.assertRegex(out, r"(?m)^ +Power-down: not pending$")
+
+        # Driving, a hold, a wake and a pending power-down show.
+        self.car(ignition="on", gear="D", speed=42, battery=13.8)
+        wait_until("driving", lambda: self.pw("Speed") == 42 and self.pw("BatteryVoltage") == 13.8)
+        out = self.power_status()
+        self.assertRegex(out, r"(?m)^ +Ignition: on$")
+        self.assertRegex(out, r"(?m)^ +Parked: no \(speed 42\.0 km/h\)$")
+        self.assertRegex(out, r"(?m)^ +Battery: 13\.80 V$")
+        wake = self.ctl_json("wake-at", "+2h", "ctl: status")
+        holder = subprocess.Popen([TOLLGATECTL, "hold", "ctl-test", "status check", "--", "sleep", "60"],
+                                  env=self.env(), start_new_session=True)
+        self.addCleanup(lambda: holder.poll() is None and os.killpg(holder.pid, signal.SIGKILL))
+        wait_until("the hold", lambda: ["ctl-test", "status check"] in self.pw("Holds"))
+        out = self.power_status()
+        self.assertRegex(out, r"(?m)^ +Holds: ctl-test \(status check\)$")
+        self.assertRegex(out, r"(?m)^ +Next wakes: #%d at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \(in (1h 59min \d+s|2h)\): "
+                         r"ctl: status$" % wake["id"])
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        self.car(ignition="off", gear="P", speed=0)
+        due = wait_until("a pending power-down", lambda: self.pw("PowerDownUsec"))
+        self.assertRegex(self.power_status(), r"(?m)^ +Power-down: pending at \d{4}-\d\d-\d\d [0-9:.]+ \((in \ds|now)\)$")
+        self.assertEqual(self.ctl_json("status")["services"][3]["properties"]["PowerDownUsec"], due)
+        self.ctl("wake-cancel", str(wake["id"]))
+
+    def test_hold_holds_and_exit_status(self):
+        self.assertEqual(self.ctl_json("holds"), [{"who": w, "why": y} for w, y in self.pw("Holds")])
+        proc = subprocess.Popen([TOLLGATECTL, "hold", "ctl", "held by tollgatectl", "--", "sh", "-c",
+                                 "%s --json holds; sleep 60" % TOLLGATECTL],
+                                env=self.env(), start_new_session=True, stdout=subprocess.PIPE)
+        self.addCleanup(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
+        self.addCleanup(proc.stdout.close)
+        # The command runs while the hold is held (it sees itself).
+        line = proc.stdout.readline()
+        self.assertIn({"who": "ctl", "why": "held by tollgatectl"}, json.loads(line))
+        out, _ = self.ctl("holds")
+        self.assertRegex(out, r"(?m)^WHO +WHY$")
+        self.assertRegex(out, r"(?m)^ctl +held by tollgatectl$")
+        self.assertRegex(out, r"(?m)^\d+ holds?\.$")
+        # kill -9 of tollgatectl: the hold goes at once, whatever its command does.
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        wait_until("the hold released", lambda: ["ctl", "held by tollgatectl"] not in self.pw("Holds"), timeout=5)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        # Exit statuses of the command, --json summary after it.
+        self.assertEqual(self.ctl("hold", "ctl", "exit", "--", "sh", "-c", "exit 5", rc=5), ("", ""))
+        out, _ = self.ctl("--json", "hold", "ctl", "json", "--", "true")
+        got = json.loads(out)
+        self.assertEqual((got["who"], got["why"], got["exit_status"]), ("ctl", "json", 0))
+        self.assertGreater(got["held_usec"], 0)
+        _, err = self.ctl("hold", "ctl", "missing", "--", "/nonexistent/cmd", rc=127)
+        self.assertIn("/nonexistent/cmd", err)
+        _, err = self.ctl("hold", "", "empty who", "--", "true", rc=1)
+        self.assert_bus_error(err, "org.tollgate.Error.InvalidArgument")
+        self.assertNotIn("ctl", [w for w, _ in self.pw("Holds")])
+
+    def test_wakes_schedule_list_cancel_and_fire(self):
+        got = self.ctl_json("wake-at", "+1h", "ctl: in an hour")
+        self.assertAlmostEqual(got["when_usec"] / 1e6, time.time() + 3600, delta=30)
+        hour = got["id"]
+        out, _ = self.ctl("wake-at", "2030-01-31T06:00:00Z", "ctl: iso")
+        iso = int(re.search(r"^Wake #(\d+) scheduled at ", out).group(1))
+        epoch = self.ctl_json("wake-at", "@1900000000.5", "ctl: epoch")
+        self.assertEqual(epoch["when_usec"], 1900000000500000)
+        offset = self.ctl_json("wake-at", "2030-01-31T07:00:00+01:00", "ctl: offset")
+        self.assertEqual(offset["when_usec"], 1896069600 * 10 ** 6)
+        live = {w[0]: (w[1], w[2]) for w in self.pw("Wakes")}
+        self.assertEqual(live[iso], (1896069600 * 10 ** 6, "ctl: iso"))
+        listed = self.ctl_json("wakes")
+        self.assertEqual(listed, [{"id": w[0], "when_usec": w[1], "reason": w[2]} for w in self.pw("Wakes")])
+        out, _ = self.ctl("wakes")
+        self.assertRegex(out, r"(?m)^ *ID +WHEN +LEFT +REASON$")
+        self.assertRegex(out, r"(?m)^ *%d +\d{4}-\d\d-\d\d [0-9:.]+ +in (59min \d+s|1h) +ctl: in an hour$" % hour)
+        for wake_id in (hour, iso, epoch["id"], offset["id"]):
+            self.assertEqual(self.ctl_json("wake-cancel", str(wake_id)), {"id": wake_id, "cancelled": True})
+        _, err = self.ctl("wake-cancel", str(hour), rc=1)
+        self.assert_bus_error(err, "org.tollgate.Error.NotFound")
+        self.assertEqual([w for w in self.pw("Wakes") if w[2].startswith("ctl: ")], [])
+
+        # A wake a moment ahead fires (watch shows it), and so does wake-now.
+        proc, lines = self.start_watch("--json", "power-wake")
+        self.assertEqual(json.loads(lines.line())["event"], "state")
+        soon = self.ctl_json("wake-at", "+2s", "ctl: soon")
+        ev = lines.until_event("woken", timeout=15)
+        self.assertEqual((ev["service"], ev["id"], ev["reason"]), ("power-wake", soon["id"], "ctl: soon"))
+        self.assertEqual(self.ctl_json("wake-now", "ctl: now"), {"reason": "ctl: now", "requested": True})
+        ev = lines.until_event("woken", timeout=15)
+        self.assertEqual(ev["reason"], "ctl: now")
+        self.assertIn(["power-wake", "wake: ctl: now"], self.pw("Holds"))
+        for wake_id in (soon["id"], ev["id"]):
+            self.sb.call("AcknowledgeWake", "tbs", wake_id, "true", "ctl test done", obj=POWER)
+        self.stop_watch(proc)
+        proc, lines = self.start_watch("power-wake")
+        self.assertRegex(lines.line(), r"^\d\d:\d\d:\d\d\.\d{3} power-wake +Ignition=")
+        self.ctl("wake-now", "ctl: human")
+        lines.until("a woken line", lambda l: re.search(r"power-wake +woken: wake #\d+ \(ctl: human\)$", l))
+        self.stop_watch(proc)
+
+    def test_hv_refused_while_driving(self):
+        self.car(ignition="on", gear="D", speed=20)
+        wait_until("driving", lambda: self.pw("Parked") is False)
+        _, err = self.ctl("hv", "on", rc=1)
+        self.assert_bus_error(err, "org.tollgate.Error.NotAllowed")
+        self.car(gear="P", speed=0)
+        wait_until("parked", lambda: self.pw("Parked") is True)
+        got = self.ctl_json("hv", "on")
+        self.assertEqual(got["requested"], "on")
+        self.assertIn(got["high_voltage"], ("off", "precharge", "on"))
+        wait_until("HighVoltage=on", lambda: self.pw("HighVoltage") == "on")
+        self.assertRegex(self.ctl("status")[0], r"(?m)^High voltage: on$")
+        out, _ = self.ctl("hv", "off")
+        self.assertRegex(out, r"^High voltage off requested; the contactors report \"\w+\"")
+        wait_until("HighVoltage=off", lambda: self.pw("HighVoltage") == "off")
+        self.car(ignition="off")
+        self.assertEqual(self.ctl("reload", "power-wake"), ("", ""))
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ static void test_errors(void) {
         } cases[] = {
                 { "[Main]\nName=x\n[Bogus]\n", -EINVAL, { "test.conf:3:", "unknown section [Bogus]" } },
                 { "[Main]\n\nNope=1\n", -EINVAL, { "test.conf:3:", "unknown key Nope=", "[Main]" } },
-                { "[Rule r]\nName=x\n", -EINVAL, { "test.conf:2:", "unknown key Name=", "[Rule]" } },
+                { "[Rule r]\nName=x\n", -EINVAL, { "test.conf:2:", "unknown key Name=", "[Rule r]" } },
                 { "# first\nName=x\n", -EINVAL, { "test.conf:2:", "Name= outside of any [Section]" } },
                 { "[Main]\nName\n", -EINVAL, { "test.conf:2:", "expected Key=Value", "\"Name\"" } },
                 { "[Main]\nEnabled=maybe\n", -EINVAL, { "test.conf:2:", "Enabled=maybe", "expected a boolean" } },

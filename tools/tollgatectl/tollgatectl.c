@@ -23,14 +23,6 @@ static const Service service_ota = {
         .interface = "org.tollgate.Ota1",
 };
 
-static const Service service_power = {
-        .name = "power-wake",
-        .title = "Power and wake",
-        .bus_name = "org.tollgate.Power1",
-        .path = "/org/tollgate/Power1",
-        .interface = "org.tollgate.Power1",
-};
-
 const Service *const services[] = {
         &service_classifier,
         &service_keysync,

@@ -91,6 +91,7 @@ struct Service {
 
 extern const Service service_classifier; /* tollgatectl-classifier.c */
 extern const Service service_keysync;    /* tollgatectl-keysync.c */
+extern const Service service_power;      /* tollgatectl-power.c */
 extern const Service *const services[];  /* tollgatectl.c; NULL-terminated */
 
 const Service *service_find(const char *name);

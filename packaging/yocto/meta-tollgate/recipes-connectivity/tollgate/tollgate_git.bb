@@ -5,7 +5,9 @@ D-Bus, run under systemd, log to journald and keep their state in SQLite. \
 The classifier splits vehicle telemetry: real-time data goes to the cloud at \
 once over cellular, everything else waits in a durable outbox; key-sync hands \
 that outbox to the paired car key over mutual TLS and takes from it what the \
-cloud sent the car."
+cloud sent the car; power-wake follows the ignition on CAN, keeps the gateway \
+powered while programs hold power, powers it down when the car is off and \
+wakes it at scheduled times."
 SECTION = "net"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=381e6e2dd0caa8601c7bdc354137ec50"
@@ -64,12 +66,14 @@ PACKAGE_BEFORE_PN = "lib${PN}-producer ${PN}-simulators ${PN}-key-relay"
 SUMMARY:lib${PN}-producer = "Hand telemetry to the Tollgate classifier (shared library)"
 FILES:lib${PN}-producer = "${libdir}/libtollgate-producer${SOLIBS}"
 
-SUMMARY:${PN}-simulators = "Tollgate simulators (TSP, cloud, telemetry) and test PKI, for test benches"
+SUMMARY:${PN}-simulators = "Tollgate simulators (TSP, cloud, telemetry, CAN bus, vehicle) and test PKI, for test benches"
 FILES:${PN}-simulators = " \
     ${bindir}/tollgate-tsp-sim \
     ${bindir}/tollgate-cloud-sim \
     ${bindir}/tollgate-telemetry-gen \
     ${bindir}/tollgate-pki \
+    ${bindir}/tollgate-canhub \
+    ${bindir}/tollgate-vehicle-sim \
 "
 # tollgate-pki is a bash script around the openssl command, which OE-Core
 # ships in openssl-bin (the openssl package has only its configuration).
@@ -94,9 +98,11 @@ DEV_PKG_DEPENDENCY = "lib${PN}-producer (= ${EXTENDPKGV})"
 FILES:${PN} = " \
     ${libexecdir}/tollgate/tollgate-classifier \
     ${libexecdir}/tollgate/tollgate-key-sync \
+    ${libexecdir}/tollgate/tollgate-power-wake \
     ${bindir}/tollgatectl \
     ${sysconfdir}/tollgate/classifier.conf \
     ${sysconfdir}/tollgate/key-sync.conf \
+    ${sysconfdir}/tollgate/power-wake.conf \
     ${systemd_system_unitdir}/tollgate-* \
     ${nonarch_libdir}/sysusers.d/tollgate.conf \
     ${nonarch_libdir}/tmpfiles.d/tollgate.conf \
@@ -104,21 +110,24 @@ FILES:${PN} = " \
     ${datadir}/dbus-1/system.d/org.tollgate.*.conf \
     ${datadir}/dbus-1/system-services/org.tollgate.*.service \
     ${datadir}/dbus-1/interfaces/org.tollgate.*.xml \
+    ${datadir}/polkit-1/rules.d/50-tollgate-power-wake.rules \
 "
 CONFFILES:${PN} = " \
     ${sysconfdir}/tollgate/classifier.conf \
     ${sysconfdir}/tollgate/key-sync.conf \
+    ${sysconfdir}/tollgate/power-wake.conf \
 "
 
-# Both daemons start at boot. The classifier's socket is listed too: the
+# The daemons start at boot. The classifier's socket is listed too: the
 # class enables it (sockets.target), so producers can connect before the
-# classifier runs. key-sync is also D-Bus activatable (SystemdService= in
-# org.tollgate.KeySync1.service).
+# classifier runs. key-sync and power-wake are also D-Bus activatable
+# (SystemdService= in org.tollgate.KeySync1.service, org.tollgate.Power1.service).
 SYSTEMD_PACKAGES = "${PN}"
 SYSTEMD_SERVICE:${PN} = " \
     tollgate-classifier.service \
     tollgate-classifier.socket \
     tollgate-key-sync.service \
+    tollgate-power-wake.service \
 "
 SYSTEMD_AUTO_ENABLE = "enable"
 
@@ -126,11 +135,14 @@ SYSTEMD_AUTO_ENABLE = "enable"
 # built; systemd-sysusers then finds it and leaves it alone, and OE's rootfs
 # check (systemd_sysusers_check) warns if home or shell disagree. The home is
 # the StateDirectory, which tmpfiles.d and systemd create: --no-create-home.
-# Both daemons run as tollgate (User=, Group=, SocketUser=, SocketGroup=).
+# The daemons run as tollgate (User=, Group=, SocketUser=, SocketGroup=).
 USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "--system tollgate"
 USERADD_PARAM:${PN} = "--system --gid tollgate --home-dir ${localstatedir}/lib/tollgate \
                        --no-create-home --shell /sbin/nologin tollgate"
 
-# Both daemons own a name on the system bus and are D-Bus activatable.
+# The daemons own a name on the system bus and are D-Bus activatable.
+# power-wake's PowerDownAction=poweroff asks logind, which asks polkit
+# (50-tollgate-power-wake.rules); gateways that cut power through their
+# power-management ECU (PowerDownAction=exec) need neither: not an RDEPENDS.
 RDEPENDS:${PN} += "dbus"
