@@ -100,6 +100,8 @@ void link_drop(Link *l, const char *why) {
                           st.acked_stored, st.stored, st.bytes_out, st.bytes_in);
         }
         link_free(l);
+        if (was_present && !m->link)
+                power_hold_release(m);
         if (was_present)
                 manager_properties_changed(m, "KeyConnected", "KeyId", NULL);
 }
@@ -148,6 +150,7 @@ static int on_hello(void *userdata, const TgKpHello *peer) {
                   l->psk ? "pre-shared key" : "certificate", tg_tls_version(l->tls), tg_tls_cipher(l->tls),
                   l->address);
         manager_properties_changed(l->manager, "KeyConnected", "KeyId", NULL);
+        power_hold_take(l->manager, l->peer);
         return 0;
 }
 

@@ -49,6 +49,7 @@ static int manager_setup(TgDaemon *d) {
         int r;
 
         m->daemon = d;
+        m->power_fd = -EBADF;
         m->event = d->event;
         m->bus = d->bus;
 
@@ -115,6 +116,7 @@ static void manager_free(TgDaemon *d) {
         Manager *m = d->userdata;
 
         link_done(m);
+        power_hold_release(m);
         outbox_done(m);
         inbox_done(m);
         keysync_config_done(&m->config);

@@ -99,10 +99,19 @@ struct Manager {
         uint64_t last_sync_usec;
         uint64_t items_sent, items_received;
         uint64_t bytes_sent, bytes_received;
+
+        /* power-wake's Hold while a key is present: the gateway stays powered
+         * until the exchange is over (-1: none). */
+        int power_fd;
+        sd_bus_slot *power_slot;
 };
 
 /* keysync.c */
 void manager_properties_changed(Manager *m, const char *property, ...);
+
+/* keysync-power.c */
+void power_hold_take(Manager *m, const char *key_id);
+void power_hold_release(Manager *m);
 
 /* keysync-link.c */
 int link_setup(Manager *m);

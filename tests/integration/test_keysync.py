@@ -846,6 +846,15 @@ class KeySyncEndToEndTest(KeySyncTest):
         wait_until("the outbox empty", lambda: self.ks("OutboxItems") == 0 and self.outbox() == [], timeout=30)
         wait_until("SyncFinished(1, 0)", lambda: (1, 0) in mon.sync_finished(), timeout=30)
 
+    def test_the_gateway_stays_powered_while_the_key_is_present(self):
+        power = ("org.tollgate.Power1", "/org/tollgate/Power1", "org.tollgate.Power1")
+        holds = lambda: [tuple(h) for h in self.sb.prop("Holds", obj=power)]  # noqa: E731
+        self.key("car")
+        wait_until("key-sync's power hold", lambda: ("key-sync", "key %s present" % KEY_ID) in holds(), timeout=30)
+        self.key("away")
+        wait_until("the hold released when the key left", lambda: not any(h[0] == "key-sync" for h in holds()),
+                   timeout=30)
+
 
 
 # --- Keys that must not get in ----------------------------------------------------
