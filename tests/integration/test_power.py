@@ -402,7 +402,8 @@ class PowerHoldTest(PowerTest):
         self.assertGreaterEqual(ran, due - 0.01)
         self.assertGreaterEqual(ran - t_off, GRACE - 0.05)
         self.assertLess(ran - t_off, GRACE + 2.0)
-        signals = mon.signals("PoweringDown", mark)
+        # busctl monitor hands the signal over asynchronously: it may come after the mark.
+        signals = wait_until("the PoweringDown signal", lambda: mon.signals("PoweringDown", mark))
         self.assertEqual(len(signals), 1)
         self.assertGreaterEqual(signals[0][0], due - 0.01)
         wait_until("PowerDownUsec back to 0", lambda: self.prop("PowerDownUsec") == 0)
