@@ -6,41 +6,14 @@
 #include "tg-test.h"
 
 /* A config directory of its own per case: main file plus optional drop-ins. */
-typedef struct ConfDir {
-        char *dir;
-        char *path;
-        char *dropins;
-} ConfDir;
-
-static void confdir_init(ConfDir *d, const char *main_text) {
-        d->dir = tg_test_mkdtemp();
-        d->path = tg_test_path(d->dir, "classifier.conf");
-        d->dropins = tg_test_path(d->dir, "classifier.conf.d");
-        if (main_text)
-                tg_test_write_file(d->path, main_text, strlen(main_text));
-}
-
-static void confdir_dropin(ConfDir *d, const char *name, const char *text) {
-        _cleanup_free_ char *p = tg_test_path(d->dropins, name);
-
-        (void) mkdir(d->dropins, 0755);
-        tg_test_write_file(p, text, strlen(text));
-}
-
-static void confdir_done(ConfDir *d) {
-        free(d->path);
-        free(d->dropins);
-        tg_test_rmdtemp(d->dir);
-}
-
 static int load_text(const char *text, ClassifierConfig *c, TgConfError *err) {
-        ConfDir d = {};
+        TgTestConfDir d = {};
         int r;
 
-        confdir_init(&d, text);
+        tg_test_confdir_init(&d, "classifier", text);
         *err = (TgConfError) {};
         r = classifier_config_load(d.path, c, err);
-        confdir_done(&d);
+        tg_test_confdir_done(&d);
         return r;
 }
 
@@ -120,7 +93,7 @@ static void test_shipped_comments_are_defaults(void) {
         ClassifierConfig def, unc;
         TgConfError err = {};
         size_t n, k = 0;
-        ConfDir d = {};
+        TgTestConfDir d = {};
         int r;
 
         clear_env();
@@ -144,7 +117,7 @@ static void test_shipped_comments_are_defaults(void) {
         }
         out[k] = '\0';
 
-        confdir_init(&d, NULL);
+        tg_test_confdir_init(&d, "classifier", NULL);
         assert_ok(classifier_config_load(d.path, &def, &err)); /* no file: built-in defaults */
         tg_test_write_file(d.path, out, k);
         err = (TgConfError) {};
@@ -178,7 +151,7 @@ static void test_shipped_comments_are_defaults(void) {
         /* Directory= depends on the build's prefix; URL and the PKI files are examples. */
         classifier_config_done(&def);
         classifier_config_done(&unc);
-        confdir_done(&d);
+        tg_test_confdir_done(&d);
 }
 
 static void test_every_key(void) {
@@ -330,30 +303,30 @@ static void test_match_ties(void) {
         /* Defined first means first in the main file, even if a drop-in
          * touches the later rule. */
         {
-                ConfDir d = {};
-                confdir_init(&d, "[Rule one]\nMatch=t.*\n[Rule two]\nMatch=*.x\n");
-                confdir_dropin(&d, "10.conf", "[Rule two]\nClass=realtime\n[Rule one]\nClass=deferred\n");
+                TgTestConfDir d = {};
+                tg_test_confdir_init(&d, "classifier", "[Rule one]\nMatch=t.*\n[Rule two]\nMatch=*.x\n");
+                tg_test_confdir_dropin(&d, "10.conf", "[Rule two]\nClass=realtime\n[Rule one]\nClass=deferred\n");
                 assert_ok(classifier_config_load(d.path, &c, &err));
                 expect_class(&c, "t.x", "one", CLASS_DEFERRED);
                 classifier_config_done(&c);
-                confdir_done(&d);
+                tg_test_confdir_done(&d);
         }
 }
 
 static void test_dropin_changes_one_key(void) {
-        ConfDir d = {};
+        TgTestConfDir d = {};
         ClassifierConfig c;
         TgConfError err = {};
         const Rule *r;
 
         clear_env();
-        confdir_init(&d,
+        tg_test_confdir_init(&d, "classifier",
                      "[Classifier]\nDefaultPriority=6\n"
                      "[Rule speed]\nMatch=vehicle.speed vehicle.speed.*\nClass=realtime\nPriority=1\nTimeToLive=1h\n"
                      "[Rule hmi]\nMatch=ops.hmi.*\n");
-        confdir_dropin(&d, "50-speed.conf", "[Rule speed]\nClass=deferred\n");
-        confdir_dropin(&d, "60-defaults.conf", "[Classifier]\nDefaultClass=realtime\nDefaultPriority=7\n");
-        confdir_dropin(&d, "70-new.conf", "[Rule new]\nMatch=new.*\nPriority=2\n");
+        tg_test_confdir_dropin(&d, "50-speed.conf", "[Rule speed]\nClass=deferred\n");
+        tg_test_confdir_dropin(&d, "60-defaults.conf", "[Classifier]\nDefaultClass=realtime\nDefaultPriority=7\n");
+        tg_test_confdir_dropin(&d, "70-new.conf", "[Rule new]\nMatch=new.*\nPriority=2\n");
         assert_ok(classifier_config_load(d.path, &c, &err));
 
         assert_eq(c.n_rules, (size_t) 3);
@@ -378,12 +351,12 @@ static void test_dropin_changes_one_key(void) {
         classifier_config_done(&c);
 
         /* A drop-in replacing the patterns of a rule. */
-        confdir_dropin(&d, "80-speed-match.conf", "[Rule speed]\nMatch=speed.*\n");
+        tg_test_confdir_dropin(&d, "80-speed-match.conf", "[Rule speed]\nMatch=speed.*\n");
         assert_ok(classifier_config_load(d.path, &c, &err));
         assert_se(classifier_config_match(&c, "vehicle.speed") == NULL);
         assert_streq(classifier_config_match(&c, "speed.x")->name, "speed");
         classifier_config_done(&c);
-        confdir_done(&d);
+        tg_test_confdir_done(&d);
 }
 
 static void test_rejected(void) {
@@ -434,16 +407,16 @@ static void test_rejected(void) {
 
         /* In a drop-in, the message names the drop-in. */
         {
-                ConfDir d = {};
+                TgTestConfDir d = {};
                 ClassifierConfig c;
                 TgConfError err = {};
 
-                confdir_init(&d, "[Rule x]\nMatch=a.*\n");
-                confdir_dropin(&d, "20-typo.conf", "[Rule x]\nClas=realtime\n");
+                tg_test_confdir_init(&d, "classifier", "[Rule x]\nMatch=a.*\n");
+                tg_test_confdir_dropin(&d, "20-typo.conf", "[Rule x]\nClas=realtime\n");
                 assert_eq(classifier_config_load(d.path, &c, &err), -EBADMSG);
                 assert_contains(err.text, "classifier.conf.d/20-typo.conf:2:");
                 assert_contains(err.text, "Clas=");
-                confdir_done(&d);
+                tg_test_confdir_done(&d);
         }
 }
 

@@ -7,41 +7,14 @@
 #include "powerwake-conf.h"
 #include "tg-test.h"
 
-typedef struct ConfDir {
-        char *dir;
-        char *path;
-        char *dropins;
-} ConfDir;
-
-static void confdir_init(ConfDir *d, const char *main_text) {
-        d->dir = tg_test_mkdtemp();
-        d->path = tg_test_path(d->dir, "power-wake.conf");
-        d->dropins = tg_test_path(d->dir, "power-wake.conf.d");
-        if (main_text)
-                tg_test_write_file(d->path, main_text, strlen(main_text));
-}
-
-static void confdir_dropin(ConfDir *d, const char *name, const char *text) {
-        _cleanup_free_ char *p = tg_test_path(d->dropins, name);
-
-        (void) mkdir(d->dropins, 0755);
-        tg_test_write_file(p, text, strlen(text));
-}
-
-static void confdir_done(ConfDir *d) {
-        free(d->path);
-        free(d->dropins);
-        tg_test_rmdtemp(d->dir);
-}
-
 static int load_text(const char *text, PowerWakeConfig *c, TgConfError *err) {
-        ConfDir d = {};
+        TgTestConfDir d = {};
         int r;
 
-        confdir_init(&d, text);
+        tg_test_confdir_init(&d, "power-wake", text);
         *err = (TgConfError) {};
         r = powerwake_config_load(d.path, c, err);
-        confdir_done(&d);
+        tg_test_confdir_done(&d);
         return r;
 }
 
@@ -247,26 +220,26 @@ static void test_dropin_changes_one_key(void) {
         const char *main_text = "[Source body]\nType=can\nBus=can0\n[Signal Ignition]\nSource=body\n";
         PowerWakeConfig c;
         TgConfError err = {};
-        ConfDir d = {};
+        TgTestConfDir d = {};
 
         clear_env();
-        confdir_init(&d, main_text);
-        confdir_dropin(&d, "50-sandbox.conf", "[Source body]\nBus=unix:/run/tollgate/can0.sock\n");
+        tg_test_confdir_init(&d, "power-wake", main_text);
+        tg_test_confdir_dropin(&d, "50-sandbox.conf", "[Source body]\nBus=unix:/run/tollgate/can0.sock\n");
         assert_ok(powerwake_config_load(d.path, &c, &err));
         assert_streq(powerwake_config_find_source(&c, "body")->bus, "unix:/run/tollgate/can0.sock");
         assert_eq(c.signals[PW_SIGNAL_IGNITION].can.frame_id, 0x3C0u);
         powerwake_config_done(&c);
 
-        confdir_dropin(&d, "60-sim.conf", "[Source body]\nType=dbus\n[Signal Ignition]\nFrameId=0x900\n");
+        tg_test_confdir_dropin(&d, "60-sim.conf", "[Source body]\nType=dbus\n[Signal Ignition]\nFrameId=0x900\n");
         assert_ok(powerwake_config_load(d.path, &c, &err));
         assert_eq(powerwake_config_find_source(&c, "body")->type, PW_SOURCE_DBUS);
         powerwake_config_done(&c);
 
         /* Back on CAN, the impossible id is blamed on the drop-in's line. */
-        confdir_dropin(&d, "70-can.conf", "[Source body]\nType=can\n");
+        tg_test_confdir_dropin(&d, "70-can.conf", "[Source body]\nType=can\n");
         assert_eq(powerwake_config_load(d.path, &c, &err), -EBADMSG);
         assert_contains(err.text, "60-sim.conf:4: [Signal Ignition] FrameId=0x900");
-        confdir_done(&d);
+        tg_test_confdir_done(&d);
 }
 
 static void test_rejected(void) {

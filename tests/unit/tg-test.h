@@ -192,6 +192,40 @@ static inline char *tg_test_path(const char *dir, const char *name) {
 }
 
 /* Read a whole file into a malloc'ed buffer; NULL if it cannot be read. */
+/* A daemon's configuration in a private directory: NAME.conf (with
+ * main_text, if not NULL) and its NAME.conf.d/ drop-in folder. */
+typedef struct TgTestConfDir {
+        char *dir;
+        char *path;
+        char *dropins;
+} TgTestConfDir;
+
+static inline void tg_test_confdir_init(TgTestConfDir *d, const char *name, const char *main_text) {
+        char file[256];
+
+        d->dir = tg_test_mkdtemp();
+        snprintf(file, sizeof file, "%s.conf", name);
+        d->path = tg_test_path(d->dir, file);
+        snprintf(file, sizeof file, "%s.conf.d", name);
+        d->dropins = tg_test_path(d->dir, file);
+        if (main_text)
+                tg_test_write_file(d->path, main_text, strlen(main_text));
+}
+
+static inline void tg_test_confdir_dropin(TgTestConfDir *d, const char *name, const char *text) {
+        char *p = tg_test_path(d->dropins, name);
+
+        (void) mkdir(d->dropins, 0755);
+        tg_test_write_file(p, text, strlen(text));
+        free(p);
+}
+
+static inline void tg_test_confdir_done(TgTestConfDir *d) {
+        free(d->path);
+        free(d->dropins);
+        tg_test_rmdtemp(d->dir);
+}
+
 static inline uint8_t *tg_test_read_file(const char *path, size_t *ret_size) {
         FILE *f = fopen(path, "re");
         uint8_t *buf = NULL;

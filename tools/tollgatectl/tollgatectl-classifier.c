@@ -20,17 +20,6 @@
 #define DOWNLINK_FETCH_MAX 1000
 #define PAYLOAD_PREVIEW_WIDTH 48
 
-static void print_field(const char *label, const char *format, ...) _printf_(2, 3);
-static void print_field(const char *label, const char *format, ...) {
-        va_list ap;
-
-        printf("%12s: ", label);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        putchar('\n');
-}
-
 static void classifier_status(const Context *c, const Service *s, const PropertyList *p) {
         char b1[FORMAT_BYTES_MAX], b2[FORMAT_BYTES_MAX], b3[FORMAT_BYTES_MAX];
 

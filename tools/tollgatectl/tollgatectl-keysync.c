@@ -17,17 +17,6 @@
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 1024
 
-static void print_field(const char *label, const char *format, ...) _printf_(2, 3);
-static void print_field(const char *label, const char *format, ...) {
-        va_list ap;
-
-        printf("%12s: ", label);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        putchar('\n');
-}
-
 static void keysync_status(const Context *c, const Service *s, const PropertyList *p) {
         char b1[FORMAT_BYTES_MAX], t1[FORMAT_TIMESTAMP_MAX];
         const Property *paired = property_find(p, "PairedKeys");

@@ -502,3 +502,13 @@ char *base64_encode(const void *p, size_t n) {
         *o = '\0';
         return out;
 }
+
+void print_field(const char *label, const char *format, ...) {
+        va_list ap;
+
+        printf("%12s: ", label);
+        va_start(ap, format);
+        vprintf(format, ap);
+        va_end(ap);
+        putchar('\n');
+}

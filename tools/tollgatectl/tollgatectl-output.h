@@ -93,3 +93,6 @@ const char *format_timespan(char *buf, size_t size, uint64_t usec);
 char *format_payload(const void *p, size_t n, size_t width);
 /* Standard base64 with padding; malloc'ed. */
 char *base64_encode(const void *p, size_t n);
+
+/* One line of a status section: "      Label: value" (labels right-aligned to 12). */
+void print_field(const char *label, const char *format, ...) _printf_(2, 3);

@@ -51,17 +51,6 @@ static void power_lists_done(PowerLists *l) {
         *l = (PowerLists) {};
 }
 
-static void print_field(const char *label, const char *format, ...) _printf_(2, 3);
-static void print_field(const char *label, const char *format, ...) {
-        va_list ap;
-
-        printf("%12s: ", label);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        putchar('\n');
-}
-
 /* Get(property) without starting the daemon (reading never activates). */
 static int get_property(const Context *c, const char *name, const char *type, sd_bus_error *error,
                         sd_bus_message **reply) {
