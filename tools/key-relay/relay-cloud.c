@@ -224,12 +224,16 @@ static int start_upload(Relay *r) {
         return k < 0 ? k : 1;
 }
 
-/* An ack the cloud has not confirmed yet (its answer was lost or refused). */
-static int start_ack(Relay *r) {
+/* A POST about a download we hold: the first item_id `where` selects in
+ * cloud_items gets `action` ("ack", "delivered"). 1: started; 0: none. */
+static int start_download_report(Relay *r, const char *where, int step, const char *action) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_free_ char *sql = NULL;
         int k, rc;
 
-        k = tg_db_prepare(r->db, "SELECT item_id FROM cloud_items WHERE acked = 0 LIMIT 1", &s);
+        if (asprintf(&sql, "SELECT item_id FROM cloud_items WHERE %s LIMIT 1", where) < 0)
+                return -ENOMEM;
+        k = tg_db_prepare(r->db, sql, &s);
         if (k < 0)
                 return k;
         rc = sqlite3_step(s);
@@ -238,27 +242,19 @@ static int start_ack(Relay *r) {
         if (rc != SQLITE_ROW)
                 return tg_db_errno(rc) ?: -EIO;
         r->cloud_item = (uint64_t) sqlite3_column_int64(s, 0);
-        r->cloud_step = STEP_ACK;
-        k = request(r, "POST", "downloads", r->cloud_item, "ack");
+        r->cloud_step = step;
+        k = request(r, "POST", "downloads", r->cloud_item, action);
         return k < 0 ? k : 1;
 }
 
-static int start_delivered(Relay *r) {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
-        int k, rc;
+/* An ack the cloud has not confirmed yet (its answer was lost or refused). */
+static int start_ack(Relay *r) {
+        return start_download_report(r, "acked = 0", STEP_ACK, "ack");
+}
 
-        k = tg_db_prepare(r->db, "SELECT item_id FROM cloud_items WHERE state = 1 LIMIT 1", &s);
-        if (k < 0)
-                return k;
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-                return 0;
-        if (rc != SQLITE_ROW)
-                return tg_db_errno(rc) ?: -EIO;
-        r->cloud_item = (uint64_t) sqlite3_column_int64(s, 0);
-        r->cloud_step = STEP_DELIVERED;
-        k = request(r, "POST", "downloads", r->cloud_item, "delivered");
-        return k < 0 ? k : 1;
+/* The car has it: tell the cloud. */
+static int start_delivered(Relay *r) {
+        return start_download_report(r, "state = 1", STEP_DELIVERED, "delivered");
 }
 
 /* One statement on one row: ?1 the item id, ?2 our gateway if the SQL names it. */
