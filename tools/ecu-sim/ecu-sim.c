@@ -1,0 +1,862 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tollgate-ecu-sim: a DoIP entity (ISO 13400-2 over TCP) hosting one or more
+ * simulated ECUs (tools/ecu-sim/ecu-model.h) by logical address (issue 6).
+ *
+ * Routing activation takes tester addresses 0x0E00…0x0FFF (0x10) and
+ * refuses others (0x00, then the connection closes). A diagnostic message
+ * to a hosted ECU is acknowledged (0x8002) and handed to its model; the
+ * model's responses (0x78 and delayed answers included, driven by one timer
+ * on the models' deadlines) go back as 0x8001 from the ECU's address to the
+ * connection the request came on. 0xE400 is the functional address: every
+ * ECU gets the request. An unknown target gets 0x8003 0x03. When a model
+ * resets (ECUReset, injected faults) the connection that talks to it is
+ * dropped, as a real ECU reset drops it. SIGUSR1 prints each ECU's state
+ * (active bank, versions, valid flags, SHA-256 of each bank) to stdout.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#if __has_include("tg-config.h")
+#include "tg-config.h"
+#endif
+#include "ecu-model.h"
+#include "tg-doip.h"
+#include "tg-event.h"
+#include "tg-log.h"
+#include "tg-parse.h"
+
+#define ENTITY_ADDRESS_DEFAULT 0x1000
+#define FUNCTIONAL_ADDRESS 0xE400
+#define MAX_ECUS 64
+#define MAX_CONNS 16
+#define READ_CHUNK (256 * 1024)
+#define RESP_SIZE 4096
+
+typedef struct Sim Sim;
+typedef struct Conn Conn;
+
+typedef struct Ecu {
+        uint16_t address;
+        char version[ECU_MODEL_VERSION_MAX];
+        EcuModelConfig config;
+        EcuModel *model;
+        Conn *owner; /* where its responses go */
+        uint16_t tester;
+} Ecu;
+
+struct Conn {
+        Sim *sim;
+        int fd;
+        sd_event_source *io;
+        TgDoipDecoder decoder;
+        uint8_t version;
+        bool activated;
+        uint16_t tester;
+        uint8_t *out;
+        size_t out_len, out_allocated;
+        bool close_after_flush;
+        Conn *next;
+};
+
+struct Sim {
+        sd_event *event;
+        const char *listen;
+        int listen_fd, udp_fd;
+        sd_event_source *listen_io, *udp_io;
+        char vin[TG_DOIP_VIN_SIZE + 1];
+        sd_event_source *timer;
+        uint16_t entity_address;
+        Ecu ecus[MAX_ECUS];
+        unsigned n_ecus;
+        uint64_t write_speed;
+        uint32_t erase_time_ms;
+        uint32_t max_block;
+        uint32_t max_payload;
+        Conn *conns;
+        unsigned n_conns;
+        uint8_t *rbuf;
+};
+
+static void conn_free(Conn *c) {
+        Sim *s = c->sim;
+
+        for (Conn **p = &s->conns; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        s->n_conns--;
+        for (unsigned i = 0; i < s->n_ecus; i++)
+                if (s->ecus[i].owner == c)
+                        s->ecus[i].owner = NULL;
+        sd_event_source_disable_unref(c->io);
+        if (c->fd >= 0)
+                close(c->fd);
+        tg_doip_decoder_done(&c->decoder);
+        free(c->out);
+        free(c);
+}
+
+/* Write what is queued; 0 all written, 1 some left (EPOLLOUT armed), <0 error. */
+static int conn_flush(Conn *c) {
+        size_t off = 0;
+
+        while (off < c->out_len) {
+                ssize_t n = send(c->fd, c->out + off, c->out_len - off, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        return -errno;
+                }
+                off += (size_t) n;
+        }
+        memmove(c->out, c->out + off, c->out_len - off);
+        c->out_len -= off;
+        (void) sd_event_source_set_io_events(c->io, c->out_len ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        return c->out_len ? 1 : 0;
+}
+
+static int conn_queue(Conn *c, const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+        if (c->out_len + an + bn > c->out_allocated) {
+                size_t want = (c->out_len + an + bn) * 2;
+                uint8_t *p = realloc(c->out, want);
+                if (!p)
+                        return -ENOMEM;
+                c->out = p;
+                c->out_allocated = want;
+        }
+        memcpy(c->out + c->out_len, a, an);
+        c->out_len += an;
+        if (bn) {
+                memcpy(c->out + c->out_len, b, bn);
+                c->out_len += bn;
+        }
+        return 0;
+}
+
+static int conn_send_message(Conn *c, const TgDoipMessage *m) {
+        uint8_t buf[128];
+        size_t n;
+
+        if (tg_doip_message_encode(m, buf, sizeof buf, &n) != TG_DOIP_OK)
+                return -EINVAL;
+        return conn_queue(c, buf, n, NULL, 0);
+}
+
+static int conn_send_diag(Conn *c, uint16_t source, uint16_t target, const uint8_t *data, size_t len) {
+        uint8_t h[TG_DOIP_DIAG_HEADER_SIZE];
+
+        tg_doip_put_diag_header(h, c->version, source, target, (uint32_t) len);
+        return conn_queue(c, h, sizeof h, data, len);
+}
+
+static int conn_send_diag_ack(Conn *c, uint16_t type, uint16_t source, uint16_t target, uint8_t code,
+                              const uint8_t *req, size_t req_len) {
+        TgDoipMessage m = {
+                .version = c->version,
+                .type = type,
+                .diag = { .source_address = source, .target_address = target, .code = code,
+                          .data = req, .data_len = req_len > 4 ? 4 : req_len },
+        };
+        return conn_send_message(c, &m);
+}
+
+static void sim_arm(Sim *s);
+
+/* After the model answered or was polled: send, check for a reset. */
+static void ecu_deliver(Sim *s, Ecu *e, const uint8_t *resp, size_t len) {
+        if (!e->owner) {
+                log_debug("ECU 0x%04X: response with no connection, dropped.", e->address);
+                return;
+        }
+        if (conn_send_diag(e->owner, e->address, e->tester, resp, len) < 0)
+                log_warning("ECU 0x%04X: out of memory for a response.", e->address);
+        (void) s;
+}
+
+static void ecu_check_reset(Ecu *e) {
+        if (!ecu_model_take_reset(e->model))
+                return;
+        log_info("ECU 0x%04X reset (software %s).", e->address, ecu_model_version(e->model));
+        if (e->owner)
+                e->owner->close_after_flush = true;
+        e->owner = NULL;
+}
+
+static void sim_flush_all(Sim *s) {
+        Conn *next;
+
+        for (Conn *c = s->conns; c; c = next) {
+                next = c->next;
+                int r = conn_flush(c);
+                if (r < 0 || (r == 0 && c->close_after_flush)) {
+                        if (r < 0)
+                                log_info("Connection lost: %s", strerror(-r));
+                        else
+                                log_info("Closing the connection.");
+                        conn_free(c);
+                }
+        }
+}
+
+static void ecu_serve(Sim *s, Conn *c, Ecu *e, const uint8_t *req, size_t n, bool functional) {
+        uint8_t resp[RESP_SIZE];
+        size_t len = 0;
+        uint64_t now;
+        int r;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        e->owner = c;
+        e->tester = c->tester;
+        r = ecu_model_request(e->model, req, n, functional, now, resp, sizeof resp, &len);
+        if (r > 0)
+                ecu_deliver(s, e, resp, len);
+        else if (r < 0)
+                log_debug("ECU 0x%04X: request not served: %s", e->address, strerror(-r));
+        ecu_check_reset(e);
+}
+
+static void sim_poll(Sim *s) {
+        uint8_t resp[RESP_SIZE];
+        uint64_t now;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        for (unsigned i = 0; i < s->n_ecus; i++) {
+                Ecu *e = &s->ecus[i];
+                size_t len;
+                while (ecu_model_poll(e->model, now, resp, sizeof resp, &len, NULL) > 0)
+                        ecu_deliver(s, e, resp, len);
+                ecu_check_reset(e);
+        }
+}
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        Sim *s = userdata;
+
+        (void) src;
+        (void) usec;
+        sim_poll(s);
+        sim_flush_all(s);
+        sim_arm(s);
+        return 0;
+}
+
+static void sim_arm(Sim *s) {
+        uint64_t next = UINT64_MAX;
+
+        for (unsigned i = 0; i < s->n_ecus; i++) {
+                uint64_t d = ecu_model_next_deadline(s->ecus[i].model);
+                if (d < next)
+                        next = d;
+        }
+        if (next == UINT64_MAX) {
+                if (s->timer)
+                        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+                return;
+        }
+        if (tg_event_arm(s->event, &s->timer, CLOCK_MONOTONIC, next, TG_TIMER_EXACT, on_timer, s, "ecu-timer") < 0)
+                log_warning("Cannot arm the ECU timer.");
+}
+
+static Ecu *sim_find(Sim *s, uint16_t address) {
+        for (unsigned i = 0; i < s->n_ecus; i++)
+                if (s->ecus[i].address == address)
+                        return &s->ecus[i];
+        return NULL;
+}
+
+/* 0: go on; <0: close the connection. */
+static int conn_handle(Conn *c, const TgDoipMessage *m) {
+        Sim *s = c->sim;
+
+        c->version = m->version == TG_DOIP_VERSION_DEFAULT ? TG_DOIP_VERSION_2012 : m->version;
+        switch (m->type) {
+        case TG_DOIP_ROUTING_ACTIVATION_REQUEST: {
+                uint16_t sa = m->activation_request.source_address;
+                bool ok = sa >= 0x0E00 && sa <= 0x0FFF;
+                TgDoipMessage r = {
+                        .version = c->version,
+                        .type = TG_DOIP_ROUTING_ACTIVATION_RESPONSE,
+                        .activation_response = { .tester_address = sa, .entity_address = s->entity_address,
+                                                 .code = ok ? TG_DOIP_RA_SUCCESS : TG_DOIP_RA_UNKNOWN_SOURCE },
+                };
+                if (ok && c->activated && c->tester != sa)
+                        r.activation_response.code = TG_DOIP_RA_SOURCE_MISMATCH, ok = false;
+                (void) conn_send_message(c, &r);
+                if (!ok) {
+                        log_info("Routing activation refused for 0x%04X.", sa);
+                        c->close_after_flush = true;
+                        return 0;
+                }
+                c->activated = true;
+                c->tester = sa;
+                log_info("Routing activated for tester 0x%04X.", sa);
+                return 0;
+        }
+        case TG_DOIP_ALIVE_CHECK_REQUEST: {
+                TgDoipMessage r = { .version = c->version, .type = TG_DOIP_ALIVE_CHECK_RESPONSE,
+                                    .alive_source_address = c->tester };
+                return conn_send_message(c, &r);
+        }
+        case TG_DOIP_ALIVE_CHECK_RESPONSE:
+                return 0;
+        case TG_DOIP_ENTITY_STATUS_REQUEST: {
+                TgDoipMessage r = {
+                        .version = c->version,
+                        .type = TG_DOIP_ENTITY_STATUS_RESPONSE,
+                        .entity_status = { .node_type = TG_DOIP_NODE_NODE, .max_sockets = MAX_CONNS,
+                                           .open_sockets = (uint8_t) s->n_conns, .has_max_data_size = true,
+                                           .max_data_size = s->max_payload + TG_DOIP_HEADER_SIZE },
+                };
+                return conn_send_message(c, &r);
+        }
+        case TG_DOIP_POWER_MODE_REQUEST: {
+                TgDoipMessage r = { .version = c->version, .type = TG_DOIP_POWER_MODE_RESPONSE,
+                                    .power_mode = TG_DOIP_POWER_READY };
+                return conn_send_message(c, &r);
+        }
+        case TG_DOIP_DIAG_MESSAGE: {
+                const TgDoipDiag *d = &m->diag;
+                if (!c->activated || d->source_address != c->tester) {
+                        (void) conn_send_diag_ack(c, TG_DOIP_DIAG_NACK, d->target_address, d->source_address,
+                                                  TG_DOIP_DIAG_NACK_INVALID_SOURCE, d->data, d->data_len);
+                        c->close_after_flush = true;
+                        return 0;
+                }
+                if (d->target_address == FUNCTIONAL_ADDRESS) {
+                        (void) conn_send_diag_ack(c, TG_DOIP_DIAG_ACK, d->target_address, d->source_address,
+                                                  TG_DOIP_DIAG_ACK_OK, d->data, d->data_len);
+                        for (unsigned i = 0; i < s->n_ecus; i++)
+                                ecu_serve(s, c, &s->ecus[i], d->data, d->data_len, true);
+                        return 0;
+                }
+                Ecu *e = sim_find(s, d->target_address);
+                if (!e)
+                        return conn_send_diag_ack(c, TG_DOIP_DIAG_NACK, d->target_address, d->source_address,
+                                                  TG_DOIP_DIAG_NACK_UNKNOWN_TARGET, d->data, d->data_len);
+                (void) conn_send_diag_ack(c, TG_DOIP_DIAG_ACK, d->target_address, d->source_address,
+                                          TG_DOIP_DIAG_ACK_OK, d->data, d->data_len);
+                ecu_serve(s, c, e, d->data, d->data_len, false);
+                return 0;
+        }
+        default: {
+                TgDoipMessage r = { .version = c->version, .type = TG_DOIP_GENERIC_NACK,
+                                    .nack_code = TG_DOIP_NACK_UNKNOWN_TYPE };
+                return conn_send_message(c, &r);
+        }
+        }
+}
+
+static int on_conn(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Conn *c = userdata;
+        Sim *s = c->sim;
+        bool lost = false;
+
+        (void) src;
+        if (revents & EPOLLIN) {
+                for (int rounds = 0; rounds < 16 && !c->close_after_flush; rounds++) {
+                        ssize_t n = recv(fd, s->rbuf, READ_CHUNK, 0);
+                        if (n < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                if (errno != EAGAIN)
+                                        lost = true;
+                                break;
+                        }
+                        if (n == 0) {
+                                lost = true;
+                                break;
+                        }
+                        size_t off = 0;
+                        while (off < (size_t) n && !c->close_after_flush) {
+                                TgDoipMessage m;
+                                size_t used = 0;
+                                bool complete = false;
+                                TgDoipError err = tg_doip_decoder_push(&c->decoder, s->rbuf + off, (size_t) n - off,
+                                                                       &used, &m, &complete);
+                                off += used;
+                                if (err != TG_DOIP_OK) {
+                                        int code = tg_doip_error_nack_code(err);
+                                        log_info("DoIP header error: %s", tg_doip_error_to_string(err));
+                                        if (code >= 0) {
+                                                TgDoipMessage r = { .version = c->version ? c->version
+                                                                                          : TG_DOIP_VERSION_2012,
+                                                                    .type = TG_DOIP_GENERIC_NACK,
+                                                                    .nack_code = (uint8_t) code };
+                                                (void) conn_send_message(c, &r);
+                                        }
+                                        if (tg_doip_error_closes(err))
+                                                c->close_after_flush = true;
+                                        continue;
+                                }
+                                if (complete && conn_handle(c, &m) < 0)
+                                        lost = true;
+                                if (lost)
+                                        break;
+                        }
+                        if (lost || (size_t) n < READ_CHUNK)
+                                break;
+                }
+        }
+        if (revents & (EPOLLHUP | EPOLLERR))
+                lost = true;
+        if (lost) {
+                log_info("Tester connection closed.");
+                conn_free(c);
+        }
+        sim_flush_all(s);
+        sim_arm(s);
+        return 0;
+}
+
+static int on_listen(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Sim *s = userdata;
+
+        (void) src;
+        (void) revents;
+        for (;;) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno != EAGAIN && errno != EINTR)
+                                log_warning("accept: %s", strerror(errno));
+                        return 0;
+                }
+                if (s->n_conns >= MAX_CONNS) {
+                        log_warning("Refused a connection: %u open already.", s->n_conns);
+                        close(cfd);
+                        continue;
+                }
+                (void) setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &(int) { 1 }, sizeof(int));
+                Conn *c = calloc(1, sizeof *c);
+                if (!c) {
+                        close(cfd);
+                        continue;
+                }
+                c->sim = s;
+                c->fd = cfd;
+                c->version = TG_DOIP_VERSION_2012;
+                tg_doip_decoder_init(&c->decoder, s->max_payload);
+                if (sd_event_add_io(s->event, &c->io, cfd, EPOLLIN, on_conn, c) < 0) {
+                        tg_doip_decoder_done(&c->decoder);
+                        close(cfd);
+                        free(c);
+                        continue;
+                }
+                (void) sd_event_source_set_description(c->io, "tester");
+                c->next = s->conns;
+                s->conns = c;
+                s->n_conns++;
+                log_info("Tester connected (%u open).", s->n_conns);
+        }
+}
+
+/* UDP vehicle identification: 0x0001 (all), 0x0002 (EID) and 0x0003 (VIN)
+ * requests get the announcement (0x0004) back; other messages are ignored. */
+static int on_udp(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Sim *s = userdata;
+        uint8_t buf[512], out[128];
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        TgDoipMessage m, a = {};
+        ssize_t n;
+        size_t len;
+
+        (void) src;
+        (void) revents;
+        n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *) &from, &fl);
+        if (n <= 0 || tg_doip_message_decode(buf, (size_t) n, sizeof buf, &m) != TG_DOIP_OK)
+                return 0;
+        a.version = m.version == TG_DOIP_VERSION_DEFAULT ? TG_DOIP_VERSION_2012 : m.version;
+        a.type = TG_DOIP_VEHICLE_ANNOUNCEMENT;
+        memcpy(a.announcement.vin, s->vin, TG_DOIP_VIN_SIZE);
+        a.announcement.logical_address = s->entity_address;
+        memcpy(a.announcement.eid, "\x02\x00\x00\x00\x10\x00", TG_DOIP_EID_SIZE);
+        memcpy(a.announcement.gid, a.announcement.eid, TG_DOIP_GID_SIZE);
+        a.announcement.further_action = TG_DOIP_FURTHER_ACTION_NONE;
+        switch (m.type) {
+        case TG_DOIP_VEHICLE_ID_REQUEST:
+                break;
+        case TG_DOIP_VEHICLE_ID_REQUEST_EID:
+                if (memcmp(m.eid, a.announcement.eid, TG_DOIP_EID_SIZE) != 0)
+                        return 0;
+                break;
+        case TG_DOIP_VEHICLE_ID_REQUEST_VIN:
+                if (memcmp(m.vin, s->vin, TG_DOIP_VIN_SIZE) != 0)
+                        return 0;
+                break;
+        default:
+                return 0;
+        }
+        if (tg_doip_message_encode(&a, out, sizeof out, &len) != TG_DOIP_OK)
+                return 0;
+        (void) sendto(fd, out, len, MSG_DONTWAIT, (struct sockaddr *) &from, fl);
+        return 0;
+}
+
+static int listen_udp(Sim *s, const struct sockaddr *sa, socklen_t sl) {
+        int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), r;
+
+        if (fd < 0)
+                return log_error_errno(errno, "socket(): %m");
+        s->udp_fd = fd;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int) { 1 }, sizeof(int));
+        if (bind(fd, sa, sl) < 0)
+                return log_error_errno(errno, "Cannot bind UDP %s: %m", s->listen);
+        r = sd_event_add_io(s->event, &s->udp_io, fd, EPOLLIN, on_udp, s);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch the UDP socket: %m");
+        return 0;
+}
+
+static int listen_on(Sim *s) {
+        _cleanup_free_ char *host = strdup(s->listen);
+        struct sockaddr_storage ss = {};
+        socklen_t sl;
+        uint64_t port = TG_DOIP_TCP_PORT;
+        char *colon;
+        int fd, r;
+
+        if (!host)
+                return log_error_errno(ENOMEM, "Out of memory.");
+        colon = strrchr(host, ':');
+        if (colon && !strchr(colon, ']')) {
+                *colon = '\0';
+                if (tg_parse_uint64(colon + 1, &port) < 0 || port > 65535)
+                        return log_error_errno(EINVAL, "Bad port in --listen=%s", s->listen);
+        }
+        if (host[0] == '[') {
+                size_t n = strlen(host);
+                if (n < 2 || host[n - 1] != ']')
+                        return log_error_errno(EINVAL, "Bad address in --listen=%s", s->listen);
+                host[n - 1] = '\0';
+                memmove(host, host + 1, n - 1);
+        }
+        struct sockaddr_in *in4 = (struct sockaddr_in *) &ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons((uint16_t) port);
+                sl = sizeof *in4;
+        } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons((uint16_t) port);
+                sl = sizeof *in6;
+        } else
+                return log_error_errno(EINVAL, "--listen= takes a numeric address and port: %s", s->listen);
+
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "socket(): %m");
+        s->listen_fd = fd;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int) { 1 }, sizeof(int));
+        if (bind(fd, (struct sockaddr *) &ss, sl) < 0)
+                return log_error_errno(errno, "Cannot bind %s: %m", s->listen);
+        if (listen(fd, 16) < 0)
+                return log_error_errno(errno, "listen(): %m");
+        r = sd_event_add_io(s->event, &s->listen_io, fd, EPOLLIN, on_listen, s);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch the socket: %m");
+        return listen_udp(s, (struct sockaddr *) &ss, sl);
+}
+
+static void print_state(Sim *s) {
+        for (unsigned i = 0; i < s->n_ecus; i++) {
+                Ecu *e = &s->ecus[i];
+                unsigned nb = ecu_model_n_banks(e->model);
+                printf("ecu 0x%04X banks=%u active=%c session=0x%02X\n", e->address, nb,
+                       'A' + ecu_model_active_bank(e->model), ecu_model_session(e->model));
+                for (unsigned b = 0; b < nb; b++) {
+                        uint8_t h[32];
+                        char hex[65] = "";
+                        if (ecu_model_bank_sha256(e->model, b, h) >= 0)
+                                for (unsigned k = 0; k < 32; k++)
+                                        snprintf(hex + 2 * k, 3, "%02x", h[k]);
+                        printf("ecu 0x%04X bank %c valid=%s version=%s written=%zu sha256=%s\n", e->address, 'A' + b,
+                               ecu_model_bank_valid(e->model, b) ? "yes" : "no", ecu_model_bank_version(e->model, b),
+                               ecu_model_bank_written(e->model, b), hex);
+                }
+        }
+        printf("end\n");
+        fflush(stdout);
+}
+
+static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+        Sim *s = userdata;
+
+        (void) src;
+        if (si->ssi_signo == SIGUSR1) {
+                print_state(s);
+                return 0;
+        }
+        log_info("Received %s, stopping.", si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        return sd_event_exit(s->event, 0);
+}
+
+/* ---- command line ---- */
+
+static void help(void) {
+        printf("Usage: tollgate-ecu-sim --listen=ADDRESS:PORT --ecu=SPEC... [OPTIONS]\n\n"
+               "A DoIP entity hosting simulated ECUs (UDS flash services, A/B or single bank),\n"
+               "on TCP, and answering vehicle identification on UDP at the same address.\n\n"
+               "  --listen=ADDR:PORT   TCP address to listen on (numeric; default port 13400)\n"
+               "  --ecu=ADDR:single|ab:SIZE[:VERSION]\n"
+               "                       one ECU at logical address ADDR (hex, e.g. 0x0E01) with one\n"
+               "                       bank or two of SIZE bytes (64K, 16M), its software VERSION\n"
+               "  --entity-address=A   the entity's logical address (default 0x1000)\n"
+               "  --write-speed=B/S    flash write speed of every ECU (0: instant, the default)\n"
+               "  --erase-time=MS      erase routine duration (default 0)\n"
+               "  --max-block=N        maxNumberOfBlockLength (default 4095)\n"
+               "  --vin=VIN            the 17-character VIN of UDP vehicle identification\n"
+               "  --log-level=LEVEL    debug, info (default), notice, warning, err\n"
+               "  -h, --help           show this help\n"
+               "      --version        show the version\n\n"
+               "SIGUSR1 prints every ECU's state to stdout; SIGTERM or SIGINT stops it.\n");
+}
+
+static int parse_address(const char *s, uint16_t *ret) {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 16);
+        if (errno || end == s || *end || v > 0xFFFF)
+                return -EINVAL;
+        *ret = (uint16_t) v;
+        return 0;
+}
+
+static int parse_ecu(Sim *s, const char *spec) {
+        _cleanup_free_ char *copy = strdup(spec);
+        char *addr, *kind, *size, *version;
+        uint64_t sz;
+        Ecu *e;
+
+        if (!copy)
+                return log_error_errno(ENOMEM, "Out of memory.");
+        if (s->n_ecus >= MAX_ECUS)
+                return log_error_errno(E2BIG, "At most %d ECUs.", MAX_ECUS);
+        addr = copy;
+        kind = strchr(addr, ':');
+        if (!kind)
+                goto bad;
+        *kind++ = '\0';
+        size = strchr(kind, ':');
+        if (!size)
+                goto bad;
+        *size++ = '\0';
+        version = strchr(size, ':');
+        if (version)
+                *version++ = '\0';
+        e = &s->ecus[s->n_ecus];
+        *e = (Ecu) {};
+        if (parse_address(addr, &e->address) < 0 || e->address == FUNCTIONAL_ADDRESS)
+                goto bad;
+        if (sim_find(s, e->address))
+                return log_error_errno(EEXIST, "ECU 0x%04X twice.", e->address);
+        if (streq(kind, "ab"))
+                e->config.ab_banks = true;
+        else if (!streq(kind, "single"))
+                goto bad;
+        if (tg_parse_size(size, &sz) < 0 || sz == 0)
+                goto bad;
+        e->config.bank_size = (size_t) sz;
+        if (version) {
+                if (strlen(version) >= sizeof e->version)
+                        goto bad;
+                strcpy(e->version, version);
+        }
+        s->n_ecus++;
+        return 0;
+bad:
+        return log_error_errno(EINVAL, "--ecu= takes ADDR:single|ab:SIZE[:VERSION]: %s", spec);
+}
+
+static int parse_argv(int argc, char *argv[], Sim *s) {
+        enum { ARG_LISTEN = 0x100, ARG_ECU, ARG_ENTITY, ARG_WRITE_SPEED, ARG_ERASE_TIME, ARG_MAX_BLOCK,
+               ARG_VIN, ARG_LOG_LEVEL, ARG_VERSION };
+        static const struct option options[] = {
+                { "listen", required_argument, NULL, ARG_LISTEN },
+                { "ecu", required_argument, NULL, ARG_ECU },
+                { "entity-address", required_argument, NULL, ARG_ENTITY },
+                { "write-speed", required_argument, NULL, ARG_WRITE_SPEED },
+                { "erase-time", required_argument, NULL, ARG_ERASE_TIME },
+                { "max-block", required_argument, NULL, ARG_MAX_BLOCK },
+                { "vin", required_argument, NULL, ARG_VIN },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        uint64_t v;
+        int c, level, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_LISTEN:
+                        s->listen = optarg;
+                        break;
+                case ARG_ECU:
+                        r = parse_ecu(s, optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case ARG_ENTITY:
+                        if (parse_address(optarg, &s->entity_address) < 0)
+                                return log_error_errno(EINVAL, "Bad --entity-address=%s", optarg);
+                        break;
+                case ARG_WRITE_SPEED:
+                        if (tg_parse_size(optarg, &s->write_speed) < 0)
+                                return log_error_errno(EINVAL, "Bad --write-speed=%s", optarg);
+                        break;
+                case ARG_ERASE_TIME:
+                        if (tg_parse_uint64(optarg, &v) < 0 || v > UINT32_MAX)
+                                return log_error_errno(EINVAL, "Bad --erase-time=%s", optarg);
+                        s->erase_time_ms = (uint32_t) v;
+                        break;
+                case ARG_MAX_BLOCK:
+                        if (tg_parse_size(optarg, &v) < 0 || v < 3 || v > 64 * 1024 * 1024)
+                                return log_error_errno(EINVAL, "Bad --max-block=%s (3…64M)", optarg);
+                        s->max_block = (uint32_t) v;
+                        break;
+                case ARG_VIN:
+                        if (strlen(optarg) != TG_DOIP_VIN_SIZE)
+                                return log_error_errno(EINVAL, "--vin= takes 17 characters: %s", optarg);
+                        memcpy(s->vin, optarg, TG_DOIP_VIN_SIZE);
+                        break;
+                case ARG_LOG_LEVEL:
+                        if (tg_log_level_from_string(optarg, &level) < 0)
+                                return log_error_errno(EINVAL, "Unknown log level: %s", optarg);
+                        tg_log_set_max_level(level);
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("tollgate-ecu-sim %s\n", PACKAGE_VERSION);
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        if (optind < argc)
+                return log_error_errno(EINVAL, "Unexpected argument: %s (see --help)", argv[optind]);
+        if (!s->listen || !*s->listen)
+                return log_error_errno(EINVAL, "--listen=ADDRESS:PORT is required (see --help).");
+        if (s->n_ecus == 0)
+                return log_error_errno(EINVAL, "At least one --ecu= is required (see --help).");
+        return 1;
+}
+
+static int sim_setup_ecus(Sim *s) {
+        s->max_payload = TG_DOIP_MAX_PAYLOAD_DEFAULT + 2; /* 4 MiB + 6 */
+        if (s->max_block && s->max_block + 4 > s->max_payload)
+                s->max_payload = s->max_block + 4;
+        for (unsigned i = 0; i < s->n_ecus; i++) {
+                Ecu *e = &s->ecus[i];
+                e->config.write_speed = s->write_speed;
+                e->config.erase_time_ms = s->erase_time_ms;
+                e->config.max_block_length = s->max_block;
+                e->config.initial_version = e->version[0] ? e->version : NULL;
+                e->config.part_number = "TG-SIM";
+                e->config.serial = "0000";
+                e->config.prng_seed = 0x5eed0000u + e->address;
+                e->model = ecu_model_new(&e->config);
+                if (!e->model)
+                        return log_error_errno(errno, "ECU 0x%04X: cannot create the model: %m", e->address);
+                log_info("ECU 0x%04X: %s bank%s of %zu bytes, software %s.", e->address,
+                         e->config.ab_banks ? "two" : "one", e->config.ab_banks ? "s" : "", e->config.bank_size,
+                         e->version[0] ? e->version : "(none)");
+        }
+        return 0;
+}
+
+static int run(int argc, char *argv[]) {
+        static Sim sim = {
+                .listen_fd = -EBADF,
+                .udp_fd = -EBADF,
+                .vin = "TOLLGATESIM000001",
+                .entity_address = ENTITY_ADDRESS_DEFAULT,
+        };
+        Sim *s = &sim;
+        sigset_t mask;
+        int r;
+
+        r = parse_argv(argc, argv, s);
+        if (r <= 0)
+                return r;
+
+        (void) signal(SIGPIPE, SIG_IGN);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGUSR1);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "sigprocmask: %m");
+        s->rbuf = malloc(READ_CHUNK);
+        if (!s->rbuf) {
+                r = log_error_errno(ENOMEM, "Out of memory.");
+                goto out;
+        }
+        r = sim_setup_ecus(s);
+        if (r < 0)
+                goto out;
+        r = sd_event_default(&s->event);
+        if (r >= 0)
+                r = sd_event_add_signal(s->event, NULL, SIGTERM, on_signal, s);
+        if (r >= 0)
+                r = sd_event_add_signal(s->event, NULL, SIGINT, on_signal, s);
+        if (r >= 0)
+                r = sd_event_add_signal(s->event, NULL, SIGUSR1, on_signal, s);
+        if (r < 0) {
+                log_error_errno(r, "Cannot set up the event loop: %m");
+                goto out;
+        }
+        r = listen_on(s);
+        if (r < 0)
+                goto out;
+        log_info("DoIP entity 0x%04X listening on %s with %u ECU(s).", s->entity_address, s->listen, s->n_ecus);
+        (void) sd_notifyf(0, "READY=1\nSTATUS=Listening on %s", s->listen);
+
+        r = sd_event_loop(s->event);
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+        (void) sd_notify(0, "STOPPING=1");
+out:
+        while (s->conns)
+                conn_free(s->conns);
+        s->timer = sd_event_source_disable_unref(s->timer);
+        s->listen_io = sd_event_source_disable_unref(s->listen_io);
+        if (s->listen_fd >= 0)
+                close(s->listen_fd);
+        s->udp_io = sd_event_source_disable_unref(s->udp_io);
+        if (s->udp_fd >= 0)
+                close(s->udp_fd);
+        for (unsigned i = 0; i < s->n_ecus; i++)
+                s->ecus[i].model = ecu_model_free(s->ecus[i].model);
+        s->event = sd_event_unref(s->event);
+        free(s->rbuf);
+        return r;
+}
+
+int main(int argc, char *argv[]) {
+        int r;
+
+        tg_log_open("ecu-sim", TG_LOG_TARGET_AUTO);
+        r = run(argc, argv);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
