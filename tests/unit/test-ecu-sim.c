@@ -44,18 +44,6 @@ static const char *sim_binary(void) {
         return p;
 }
 
-static uint16_t free_port(void) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t sl = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        assert_se(fd >= 0);
-        assert_se(bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0);
-        assert_se(getsockname(fd, (struct sockaddr *) &sa, &sl) == 0);
-        close(fd);
-        return ntohs(sa.sin_port);
-}
-
 /* Start the simulator with args (NULL-terminated, at most 8). */
 static bool sim_start(Sim *s, const char *const *args) {
         const char *bin = sim_binary();
@@ -69,8 +57,9 @@ static bool sim_start(Sim *s, const char *const *args) {
         s->dir = tg_test_mkdtemp();
         s->out = tg_test_path(s->dir, "sim.out");
         s->log = tg_test_path(s->dir, "sim.log");
-        s->port = free_port();
-        assert_ok(asprintf(&listen, "--listen=127.0.0.1:%u", s->port));
+        /* Port 0: the simulator binds a free one and logs it; no race with
+         * other tests for a port chosen here. */
+        assert_ok(asprintf(&listen, "--listen=127.0.0.1:0"));
         argv[n++] = "tollgate-ecu-sim";
         argv[n++] = listen;
         for (; *args && n < ELEMENTSOF(argv) - 1; args++)
@@ -92,15 +81,18 @@ static bool sim_start(Sim *s, const char *const *args) {
                 _exit(127);
         }
         for (unsigned i = 0; i < 500; i++) {
-                struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(s->port),
-                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
+                _cleanup_free_ uint8_t *log = NULL;
+                const char *p;
+                size_t size;
+                unsigned port;
 
-                assert_se(fd >= 0);
-                r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
-                close(fd);
-                if (r == 0)
+                log = tg_test_read_file(s->log, &size);
+                p = log ? memmem(log, size, "(port ", 6) : NULL;
+                if (p && memchr(p, ')', size - (size_t) (p - (const char *) log)) &&
+                    sscanf(p, "(port %u)", &port) == 1 && port > 0 && port < 65536) {
+                        s->port = (uint16_t) port;
                         return true;
+                }
                 assert_se(waitpid(s->pid, NULL, WNOHANG) == 0); /* still running */
                 usleep(10000);
         }

@@ -76,6 +76,7 @@ struct Sim {
         sd_event *event;
         const char *listen;
         int listen_fd, udp_fd;
+        uint16_t port;          /* the TCP (and UDP) port bound: --listen=ADDR:0 picks one */
         sd_event_source *listen_io, *udp_io;
         char vin[TG_DOIP_VIN_SIZE + 1];
         sd_event_source *timer;
@@ -569,6 +570,12 @@ static int listen_on(Sim *s) {
                 return log_error_errno(errno, "Cannot bind %s: %m", s->listen);
         if (listen(fd, 16) < 0)
                 return log_error_errno(errno, "listen(): %m");
+        /* Port 0: the kernel chose; UDP takes the same one, and the log says
+         * which (tests start the simulator this way, free of port races). */
+        if (getsockname(fd, (struct sockaddr *) &ss, &sl) < 0)
+                return log_error_errno(errno, "getsockname(): %m");
+        s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *) &ss)->sin_port
+                                                : ((struct sockaddr_in6 *) &ss)->sin6_port);
         r = sd_event_add_io(s->event, &s->listen_io, fd, EPOLLIN, on_listen, s);
         if (r < 0)
                 return log_error_errno(r, "Cannot watch the socket: %m");
@@ -829,7 +836,8 @@ static int run(int argc, char *argv[]) {
         r = listen_on(s);
         if (r < 0)
                 goto out;
-        log_info("DoIP entity 0x%04X listening on %s with %u ECU(s).", s->entity_address, s->listen, s->n_ecus);
+        log_info("DoIP entity 0x%04X listening on %s (port %u) with %u ECU(s).", s->entity_address, s->listen,
+                 s->port, s->n_ecus);
         (void) sd_notifyf(0, "READY=1\nSTATUS=Listening on %s", s->listen);
 
         r = sd_event_loop(s->event);
