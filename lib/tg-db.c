@@ -52,6 +52,15 @@ int tg_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret) {
         return tg_db_errno(rc);
 }
 
+int tg_db_step_done(sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+
+        (void) sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+                log_debug("SQL failed (%s): %s", sqlite3_errmsg(sqlite3_db_handle(st)), sqlite3_sql(st));
+        return rc == SQLITE_DONE ? 0 : (tg_db_errno(rc) ?: -EIO);
+}
+
 static int get_user_version(sqlite3 *db, unsigned *ret) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
         int r, rc;

@@ -31,6 +31,8 @@ int tg_db_errno(int rc);
 
 int tg_db_exec(sqlite3 *db, const char *sql);
 int tg_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret);
+/* Step a statement that returns no rows, then reset it: 0 or -errno. */
+int tg_db_step_done(sqlite3_stmt *st);
 
 /* Small key/value store in table `meta` (created by every Tollgate schema). */
 int tg_db_meta_get_u64(sqlite3 *db, const char *key, uint64_t *ret);

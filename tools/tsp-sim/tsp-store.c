@@ -90,27 +90,19 @@ struct TspStore {
 };
 
 static int store_exec(TspStore *s, const char *sql) {
-        char *msg = NULL;
-        int rc;
+        int r = tg_db_exec(s->db, sql);
 
-        rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-        if (rc != SQLITE_OK) {
-                log_error("tsp-store: '%.40s...' failed: %s", sql, msg ?: sqlite3_errstr(rc));
-                sqlite3_free(msg);
-                return tg_db_errno(rc);
-        }
-        return 0;
+        if (r < 0)
+                log_error("tsp-store: '%.40s...' failed: %s", sql, sqlite3_errmsg(s->db));
+        return r;
 }
 
 static int store_step_done(TspStore *s, sqlite3_stmt *st) {
-        int rc = sqlite3_step(st);
+        int r = tg_db_step_done(st);
 
-        (void) sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
+        if (r < 0)
                 log_error("tsp-store: '%.60s' failed: %s", sqlite3_sql(st), sqlite3_errmsg(s->db));
-                return tg_db_errno(rc);
-        }
-        return 0;
+        return r;
 }
 
 /* A database made by another version of the simulator would give tests
