@@ -20,6 +20,7 @@ struct TgFlash {
 
         TgFlashStep step;
         unsigned retries;
+        bool answered;          /* a response arrived in this run */
         sd_event_source *retry_timer;
         bool in_flight;
 
@@ -282,6 +283,18 @@ static void on_response(TgDiagChannel *ch, const TgDiagResult *res, void *userda
 
         (void) ch;
         f->in_flight = false;
+        if (res->error == TG_DIAG_CONNECTION_LOST && !f->answered && f->retries < f->plan.max_retries) {
+                /* The connection died before the ECU said anything in this
+                 * run: typically the reset that ended the previous flash
+                 * closed it while it looked idle. The next request
+                 * reconnects. */
+                f->retries++;
+                if (sd_event_add_time_relative(f->ch->event, &f->retry_timer, CLOCK_MONOTONIC,
+                                               f->plan.retry_delay_usec, 1, on_retry, f) >= 0)
+                        return;
+        }
+        if (res->error == TG_DIAG_OK)
+                f->answered = true;
         if (res->error != TG_DIAG_OK) {
                 snprintf(what, sizeof what, "transport: %s", tg_diag_result_format(res, ebuf, sizeof ebuf));
                 finish(f, -EIO, 0, res, what);

@@ -20,9 +20,12 @@
  *
  * Retries: NRC 0x21 busyRepeatRequest and 0x37 requiredTimeDelayNotExpired
  * repeat the same request (SecurityAccess: from the seed) after
- * plan->retry_delay_usec, at most plan->max_retries times in a row. Any
- * other NRC, a transport error (TgDiagResult) or a malformed response ends
- * the flash with the step that failed.
+ * plan->retry_delay_usec, at most plan->max_retries times in a row. So does
+ * a connection lost before the ECU answered anything in this run (the
+ * reset that ended the previous flash closed a connection that looked
+ * idle): the repeated request reconnects. Any other NRC, a transport error
+ * (TgDiagResult) or a malformed response ends the flash with the step that
+ * failed.
  */
 
 #include <stdbool.h>

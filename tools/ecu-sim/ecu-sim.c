@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tollgate-ecu-sim: a DoIP entity (ISO 13400-2 over TCP) hosting one or more
- * simulated ECUs (tools/ecu-sim/ecu-model.h) by logical address (issue 6).
+ * tollgate-ecu-sim: a simulated vehicle's ECUs (tools/ecu-sim/ecu-model.h)
+ * behind a DoIP entity (ISO 13400-2 over TCP) and on CAN buses through an
+ * ISO-TP node (ecu-sim-isotp.c), configured on the command line (--ecu=,
+ * DoIP only) or from a file (--config=, ecu-sim-conf.h) (issue 6).
  *
  * Routing activation takes tester addresses 0x0E00…0x0FFF (0x10) and
  * refuses others (0x00, then the connection closes). A diagnostic message
@@ -13,6 +15,13 @@
  * resets (ECUReset, injected faults) the connection that talks to it is
  * dropped, as a real ECU reset drops it. SIGUSR1 prints each ECU's state
  * (active bank, versions, valid flags, SHA-256 of each bank) to stdout.
+ * SIGHUP reads the configuration file again and re-arms every ECU's faults
+ * and preconditions from it (nothing else changes: the flash memory stays).
+ *
+ * ECUs on a CAN bus answer on their response id what arrives complete on
+ * their request id; functional requests (the bus's FunctionalId=) go to
+ * every ECU of that bus, those to 0xE400 over DoIP to every ECU on the
+ * Ethernet.
  */
 
 #include <arpa/inet.h>
@@ -34,14 +43,15 @@
 #include "tg-config.h"
 #endif
 #include "ecu-model.h"
+#include "ecu-sim-conf.h"
+#include "ecu-sim-isotp.h"
 #include "tg-doip.h"
 #include "tg-event.h"
 #include "tg-log.h"
 #include "tg-parse.h"
 
-#define ENTITY_ADDRESS_DEFAULT 0x1000
-#define FUNCTIONAL_ADDRESS 0xE400
-#define MAX_ECUS 64
+#define FUNCTIONAL_ADDRESS ECU_SIM_FUNCTIONAL_ADDRESS
+#define MAX_ECUS ECU_SIM_MAX_ECUS
 #define MAX_CONNS 16
 #define READ_CHUNK (256 * 1024)
 #define RESP_SIZE 4096
@@ -50,12 +60,15 @@ typedef struct Sim Sim;
 typedef struct Conn Conn;
 
 typedef struct Ecu {
+        Sim *sim;
+        const EcuSimEcu *conf;  /* in sim->config */
         uint16_t address;
-        char version[ECU_MODEL_VERSION_MAX];
-        EcuModelConfig config;
         EcuModel *model;
+        /* DoIP */
         Conn *owner; /* where its responses go */
         uint16_t tester;
+        /* CAN (conf->bus_index ≥ 0) */
+        EcuIsotp *isotp;
 } Ecu;
 
 struct Conn {
@@ -74,13 +87,14 @@ struct Conn {
 
 struct Sim {
         sd_event *event;
+        const char *config_path;
+        EcuSimConfig config;
+        EcuIsotp *functional[ECU_SIM_MAX_BUSES];
         const char *listen;
         int listen_fd, udp_fd;
         uint16_t port;          /* the TCP (and UDP) port bound: --listen=ADDR:0 picks one */
         sd_event_source *listen_io, *udp_io;
-        char vin[TG_DOIP_VIN_SIZE + 1];
         sd_event_source *timer;
-        uint16_t entity_address;
         Ecu ecus[MAX_ECUS];
         unsigned n_ecus;
         uint64_t write_speed;
@@ -182,6 +196,12 @@ static void sim_arm(Sim *s);
 
 /* After the model answered or was polled: send, check for a reset. */
 static void ecu_deliver(Sim *s, Ecu *e, const uint8_t *resp, size_t len) {
+        if (e->isotp) {
+                int r = ecu_isotp_send(e->isotp, resp, len);
+                if (r < 0)
+                        log_warning("ECU %s: response not sent: %s", e->conf->name, strerror(-r));
+                return;
+        }
         if (!e->owner) {
                 log_debug("ECU 0x%04X: response with no connection, dropped.", e->address);
                 return;
@@ -194,7 +214,9 @@ static void ecu_deliver(Sim *s, Ecu *e, const uint8_t *resp, size_t len) {
 static void ecu_check_reset(Ecu *e) {
         if (!ecu_model_take_reset(e->model))
                 return;
-        log_info("ECU 0x%04X reset (software %s).", e->address, ecu_model_version(e->model));
+        log_info("ECU %s (0x%04X) reset (software %s).", e->conf->name, e->address, ecu_model_version(e->model));
+        if (e->isotp)
+                ecu_isotp_reset(e->isotp);
         if (e->owner)
                 e->owner->close_after_flush = true;
         e->owner = NULL;
@@ -223,8 +245,10 @@ static void ecu_serve(Sim *s, Conn *c, Ecu *e, const uint8_t *req, size_t n, boo
         int r;
 
         (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
-        e->owner = c;
-        e->tester = c->tester;
+        if (c) {
+                e->owner = c;
+                e->tester = c->tester;
+        }
         r = ecu_model_request(e->model, req, n, functional, now, resp, sizeof resp, &len);
         if (r > 0)
                 ecu_deliver(s, e, resp, len);
@@ -275,9 +299,14 @@ static void sim_arm(Sim *s) {
                 log_warning("Cannot arm the ECU timer.");
 }
 
+static bool ecu_on_ethernet(const Ecu *e) {
+        return e->conf->bus_index < 0;
+}
+
+/* An ECU the DoIP entity routes to. */
 static Ecu *sim_find(Sim *s, uint16_t address) {
         for (unsigned i = 0; i < s->n_ecus; i++)
-                if (s->ecus[i].address == address)
+                if (s->ecus[i].address == address && ecu_on_ethernet(&s->ecus[i]))
                         return &s->ecus[i];
         return NULL;
 }
@@ -294,7 +323,8 @@ static int conn_handle(Conn *c, const TgDoipMessage *m) {
                 TgDoipMessage r = {
                         .version = c->version,
                         .type = TG_DOIP_ROUTING_ACTIVATION_RESPONSE,
-                        .activation_response = { .tester_address = sa, .entity_address = s->entity_address,
+                        .activation_response = { .tester_address = sa,
+                                                 .entity_address = (uint16_t) s->config.entity_address,
                                                  .code = ok ? TG_DOIP_RA_SUCCESS : TG_DOIP_RA_UNKNOWN_SOURCE },
                 };
                 if (ok && c->activated && c->tester != sa)
@@ -344,7 +374,8 @@ static int conn_handle(Conn *c, const TgDoipMessage *m) {
                         (void) conn_send_diag_ack(c, TG_DOIP_DIAG_ACK, d->target_address, d->source_address,
                                                   TG_DOIP_DIAG_ACK_OK, d->data, d->data_len);
                         for (unsigned i = 0; i < s->n_ecus; i++)
-                                ecu_serve(s, c, &s->ecus[i], d->data, d->data_len, true);
+                                if (ecu_on_ethernet(&s->ecus[i]))
+                                        ecu_serve(s, c, &s->ecus[i], d->data, d->data_len, true);
                         return 0;
                 }
                 Ecu *e = sim_find(s, d->target_address);
@@ -485,8 +516,8 @@ static int on_udp(sd_event_source *src, int fd, uint32_t revents, void *userdata
                 return 0;
         a.version = m.version == TG_DOIP_VERSION_DEFAULT ? TG_DOIP_VERSION_2012 : m.version;
         a.type = TG_DOIP_VEHICLE_ANNOUNCEMENT;
-        memcpy(a.announcement.vin, s->vin, TG_DOIP_VIN_SIZE);
-        a.announcement.logical_address = s->entity_address;
+        memcpy(a.announcement.vin, s->config.vin, TG_DOIP_VIN_SIZE);
+        a.announcement.logical_address = (uint16_t) s->config.entity_address;
         memcpy(a.announcement.eid, "\x02\x00\x00\x00\x10\x00", TG_DOIP_EID_SIZE);
         memcpy(a.announcement.gid, a.announcement.eid, TG_DOIP_GID_SIZE);
         a.announcement.further_action = TG_DOIP_FURTHER_ACTION_NONE;
@@ -498,7 +529,7 @@ static int on_udp(sd_event_source *src, int fd, uint32_t revents, void *userdata
                         return 0;
                 break;
         case TG_DOIP_VEHICLE_ID_REQUEST_VIN:
-                if (memcmp(m.vin, s->vin, TG_DOIP_VIN_SIZE) != 0)
+                if (memcmp(m.vin, s->config.vin, TG_DOIP_VIN_SIZE) != 0)
                         return 0;
                 break;
         default:
@@ -586,8 +617,9 @@ static void print_state(Sim *s) {
         for (unsigned i = 0; i < s->n_ecus; i++) {
                 Ecu *e = &s->ecus[i];
                 unsigned nb = ecu_model_n_banks(e->model);
-                printf("ecu 0x%04X banks=%u active=%c session=0x%02X\n", e->address, nb,
-                       'A' + ecu_model_active_bank(e->model), ecu_model_session(e->model));
+                printf("ecu 0x%04X banks=%u active=%c session=0x%02X name=%s bus=%s\n", e->address, nb,
+                       'A' + ecu_model_active_bank(e->model), ecu_model_session(e->model), e->conf->name,
+                       ecu_on_ethernet(e) ? "ethernet" : s->config.buses[e->conf->bus_index].name);
                 for (unsigned b = 0; b < nb; b++) {
                         uint8_t h[32];
                         char hex[65] = "";
@@ -603,12 +635,43 @@ static void print_state(Sim *s) {
         fflush(stdout);
 }
 
+/* SIGHUP: the faults and preconditions of the file, again (ECUs by name). */
+static void sim_rearm(Sim *s) {
+        EcuSimConfig c;
+        TgConfError err = {};
+        unsigned n = 0;
+
+        if (!s->config_path) {
+                log_notice("SIGHUP: no --config= file to read.");
+                return;
+        }
+        ecu_sim_config_init(&c);
+        if (ecu_sim_config_load(&c, s->config_path, &err) < 0) {
+                log_error("SIGHUP: %s is rejected, nothing changed: %s", s->config_path, err.text);
+                ecu_sim_config_done(&c);
+                return;
+        }
+        for (unsigned i = 0; i < s->n_ecus; i++)
+                for (size_t k = 0; k < c.n_ecus; k++)
+                        if (streq(s->ecus[i].conf->name, c.ecus[k].name)) {
+                                ecu_model_set_faults(s->ecus[i].model, &c.ecus[k].faults);
+                                ecu_model_set_preconditions(s->ecus[i].model, !c.ecus[k].preconditions_fail);
+                                n++;
+                        }
+        log_info("SIGHUP: faults and preconditions of %u ECU(s) re-armed from %s.", n, s->config_path);
+        ecu_sim_config_done(&c);
+}
+
 static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
         Sim *s = userdata;
 
         (void) src;
         if (si->ssi_signo == SIGUSR1) {
                 print_state(s);
+                return 0;
+        }
+        if (si->ssi_signo == SIGHUP) {
+                sim_rearm(s);
                 return 0;
         }
         log_info("Received %s, stopping.", si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -618,22 +681,27 @@ static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, vo
 /* ---- command line ---- */
 
 static void help(void) {
-        printf("Usage: tollgate-ecu-sim --listen=ADDRESS:PORT --ecu=SPEC... [OPTIONS]\n\n"
-               "A DoIP entity hosting simulated ECUs (UDS flash services, A/B or single bank),\n"
-               "on TCP, and answering vehicle identification on UDP at the same address.\n\n"
-               "  --listen=ADDR:PORT   TCP address to listen on (numeric; default port 13400)\n"
+        printf("Usage: tollgate-ecu-sim --config=FILE [OPTIONS]\n"
+               "       tollgate-ecu-sim --listen=ADDRESS:PORT --ecu=SPEC... [OPTIONS]\n\n"
+               "Simulated ECUs (UDS flash services, A/B or single bank) of a vehicle: behind a DoIP\n"
+               "entity on TCP (vehicle identification on UDP at the same address) and on CAN buses\n"
+               "(ISO-TP on SocketCAN or a tollgate-canhub socket). See tollgate-ecu-sim.conf(5).\n\n"
+               "  --config=FILE        the vehicle: [Vehicle], [Bus NAME] and [Ecu NAME] sections\n"
+               "  --listen=ADDR:PORT   TCP address of the DoIP entity (numeric; default port 13400;\n"
+               "                       port 0 picks a free one); overrides [Vehicle] Listen=\n"
                "  --ecu=ADDR:single|ab:SIZE[:VERSION]\n"
-               "                       one ECU at logical address ADDR (hex, e.g. 0x0E01) with one\n"
-               "                       bank or two of SIZE bytes (64K, 16M), its software VERSION\n"
+               "                       one more ECU on the Ethernet at logical address ADDR (hex,\n"
+               "                       e.g. 0x1001) with one bank or two of SIZE bytes (64K, 16M)\n"
                "  --entity-address=A   the entity's logical address (default 0x1000)\n"
-               "  --write-speed=B/S    flash write speed of every ECU (0: instant, the default)\n"
-               "  --erase-time=MS      erase routine duration (default 0)\n"
-               "  --max-block=N        maxNumberOfBlockLength (default 4095)\n"
+               "  --write-speed=B/S    flash write speed of the --ecu= ECUs (0: instant, the default)\n"
+               "  --erase-time=MS      erase routine duration of the --ecu= ECUs (default 0)\n"
+               "  --max-block=N        maxNumberOfBlockLength of the --ecu= ECUs (default 4095)\n"
                "  --vin=VIN            the 17-character VIN of UDP vehicle identification\n"
                "  --log-level=LEVEL    debug, info (default), notice, warning, err\n"
                "  -h, --help           show this help\n"
                "      --version        show the version\n\n"
-               "SIGUSR1 prints every ECU's state to stdout; SIGTERM or SIGINT stops it.\n");
+               "SIGUSR1 prints every ECU's state to stdout; SIGHUP re-arms the faults of the file;\n"
+               "SIGTERM or SIGINT stops it.\n");
 }
 
 static int parse_address(const char *s, uint16_t *ret) {
@@ -650,14 +718,13 @@ static int parse_address(const char *s, uint16_t *ret) {
 
 static int parse_ecu(Sim *s, const char *spec) {
         _cleanup_free_ char *copy = strdup(spec);
-        char *addr, *kind, *size, *version;
+        char *addr, *kind, *size, *version, name[16];
         uint64_t sz;
-        Ecu *e;
+        uint16_t address;
+        EcuSimEcu *e;
 
         if (!copy)
                 return log_error_errno(ENOMEM, "Out of memory.");
-        if (s->n_ecus >= MAX_ECUS)
-                return log_error_errno(E2BIG, "At most %d ECUs.", MAX_ECUS);
         addr = copy;
         kind = strchr(addr, ':');
         if (!kind)
@@ -670,25 +737,24 @@ static int parse_ecu(Sim *s, const char *spec) {
         version = strchr(size, ':');
         if (version)
                 *version++ = '\0';
-        e = &s->ecus[s->n_ecus];
-        *e = (Ecu) {};
-        if (parse_address(addr, &e->address) < 0 || e->address == FUNCTIONAL_ADDRESS)
+        if (parse_address(addr, &address) < 0 || address == FUNCTIONAL_ADDRESS)
                 goto bad;
-        if (sim_find(s, e->address))
-                return log_error_errno(EEXIST, "ECU 0x%04X twice.", e->address);
-        if (streq(kind, "ab"))
-                e->config.ab_banks = true;
-        else if (!streq(kind, "single"))
+        if (!streq(kind, "ab") && !streq(kind, "single"))
                 goto bad;
-        if (tg_parse_size(size, &sz) < 0 || sz == 0)
+        if (tg_parse_size(size, &sz) < 0 || sz == 0 || sz > (UINT64_C(1) << 32))
                 goto bad;
-        e->config.bank_size = (size_t) sz;
-        if (version) {
-                if (strlen(version) >= sizeof e->version)
-                        goto bad;
-                strcpy(e->version, version);
-        }
-        s->n_ecus++;
+        if (version && (!*version || strlen(version) >= ECU_MODEL_VERSION_MAX))
+                goto bad;
+        snprintf(name, sizeof name, "ecu-%04X", address);
+        e = ecu_sim_config_add_ecu(&s->config, name);
+        if (!e)
+                return log_error_errno(errno, "--ecu=%s: %s", spec,
+                                       errno == EEXIST ? "that ECU is there twice" : "cannot add it");
+        e->address = address;
+        e->ab_banks = streq(kind, "ab");
+        e->bank_size = sz;
+        if (version && !(e->version = strdup(version)))
+                return log_error_errno(ENOMEM, "Out of memory.");
         return 0;
 bad:
         return log_error_errno(EINVAL, "--ecu= takes ADDR:single|ab:SIZE[:VERSION]: %s", spec);
@@ -696,8 +762,9 @@ bad:
 
 static int parse_argv(int argc, char *argv[], Sim *s) {
         enum { ARG_LISTEN = 0x100, ARG_ECU, ARG_ENTITY, ARG_WRITE_SPEED, ARG_ERASE_TIME, ARG_MAX_BLOCK,
-               ARG_VIN, ARG_LOG_LEVEL, ARG_VERSION };
+               ARG_VIN, ARG_LOG_LEVEL, ARG_VERSION, ARG_CONFIG };
         static const struct option options[] = {
+                { "config", required_argument, NULL, ARG_CONFIG },
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "ecu", required_argument, NULL, ARG_ECU },
                 { "entity-address", required_argument, NULL, ARG_ENTITY },
@@ -710,30 +777,39 @@ static int parse_argv(int argc, char *argv[], Sim *s) {
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
+        const char *ecu_specs[MAX_ECUS];
+        size_t n_specs = 0;
+        const char *vin = NULL;
+        uint16_t entity = 0;
+        bool entity_set = false;
         uint64_t v;
         int c, level, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
+                case ARG_CONFIG:
+                        s->config_path = optarg;
+                        break;
                 case ARG_LISTEN:
                         s->listen = optarg;
                         break;
                 case ARG_ECU:
-                        r = parse_ecu(s, optarg);
-                        if (r < 0)
-                                return r;
+                        if (n_specs >= MAX_ECUS)
+                                return log_error_errno(E2BIG, "At most %d ECUs.", MAX_ECUS);
+                        ecu_specs[n_specs++] = optarg;
                         break;
                 case ARG_ENTITY:
-                        if (parse_address(optarg, &s->entity_address) < 0)
+                        if (parse_address(optarg, &entity) < 0)
                                 return log_error_errno(EINVAL, "Bad --entity-address=%s", optarg);
+                        entity_set = true;
                         break;
                 case ARG_WRITE_SPEED:
                         if (tg_parse_size(optarg, &s->write_speed) < 0)
                                 return log_error_errno(EINVAL, "Bad --write-speed=%s", optarg);
                         break;
                 case ARG_ERASE_TIME:
-                        if (tg_parse_uint64(optarg, &v) < 0 || v > UINT32_MAX)
-                                return log_error_errno(EINVAL, "Bad --erase-time=%s", optarg);
+                        if (tg_parse_uint64(optarg, &v) < 0 || v > 600000)
+                                return log_error_errno(EINVAL, "Bad --erase-time=%s (0…600000 ms)", optarg);
                         s->erase_time_ms = (uint32_t) v;
                         break;
                 case ARG_MAX_BLOCK:
@@ -744,7 +820,7 @@ static int parse_argv(int argc, char *argv[], Sim *s) {
                 case ARG_VIN:
                         if (strlen(optarg) != TG_DOIP_VIN_SIZE)
                                 return log_error_errno(EINVAL, "--vin= takes 17 characters: %s", optarg);
-                        memcpy(s->vin, optarg, TG_DOIP_VIN_SIZE);
+                        vin = optarg;
                         break;
                 case ARG_LOG_LEVEL:
                         if (tg_log_level_from_string(optarg, &level) < 0)
@@ -762,32 +838,106 @@ static int parse_argv(int argc, char *argv[], Sim *s) {
                 }
         if (optind < argc)
                 return log_error_errno(EINVAL, "Unexpected argument: %s (see --help)", argv[optind]);
-        if (!s->listen || !*s->listen)
-                return log_error_errno(EINVAL, "--listen=ADDRESS:PORT is required (see --help).");
-        if (s->n_ecus == 0)
-                return log_error_errno(EINVAL, "At least one --ecu= is required (see --help).");
+
+        /* The file first, then what the command line says over it. */
+        if (s->config_path) {
+                TgConfError err = {};
+                r = ecu_sim_config_load(&s->config, s->config_path, &err);
+                if (r < 0)
+                        return log_error_errno(r == -ENOMEM ? ENOMEM : EINVAL, "%s", err.text);
+        }
+        if (s->listen) {
+                free(s->config.listen);
+                s->config.listen = strdup(s->listen);
+                if (!s->config.listen)
+                        return log_error_errno(ENOMEM, "Out of memory.");
+        }
+        if (entity_set)
+                s->config.entity_address = entity;
+        if (vin)
+                memcpy(s->config.vin, vin, TG_DOIP_VIN_SIZE + 1);
+        for (size_t i = 0; i < n_specs; i++) {
+                size_t first = s->config.n_ecus;
+                r = parse_ecu(s, ecu_specs[i]);
+                if (r < 0)
+                        return r;
+                EcuSimEcu *e = &s->config.ecus[first];
+                e->write_speed = s->write_speed;
+                e->erase_time_ms = s->erase_time_ms;
+                e->max_block_length = s->max_block;
+        }
+        if (s->config.n_ecus == 0)
+                return log_error_errno(EINVAL, "No ECU: give --config=FILE or --ecu= (see --help).");
+        if (!s->config.listen)
+                for (size_t i = 0; i < s->config.n_ecus; i++)
+                        if (!s->config.ecus[i].bus || streq(s->config.ecus[i].bus, "ethernet"))
+                                return log_error_errno(EINVAL,
+                                                       "--listen=ADDRESS:PORT is required for ECUs on the Ethernet (see --help).");
+        TgConfError err = {};
+        r = ecu_sim_config_check(&s->config, &err);
+        if (r < 0)
+                return log_error_errno(EINVAL, "%s", err.text);
+        s->listen = s->config.listen;
         return 1;
+}
+
+static void on_isotp_request(EcuIsotp *n, const uint8_t *data, size_t len, bool functional, void *userdata) {
+        Ecu *e = userdata;
+
+        (void) n;
+        ecu_serve(e->sim, NULL, e, data, len, functional);
+        sim_arm(e->sim);
+}
+
+/* A functional request on a bus: every ECU of that bus. */
+static void on_isotp_functional(EcuIsotp *n, const uint8_t *data, size_t len, bool functional, void *userdata) {
+        Sim *s = userdata;
+
+        (void) functional;
+        for (size_t b = 0; b < s->config.n_buses; b++)
+                if (s->functional[b] == n)
+                        for (unsigned i = 0; i < s->n_ecus; i++)
+                                if (s->ecus[i].conf->bus_index == (int) b)
+                                        ecu_serve(s, NULL, &s->ecus[i], data, len, true);
+        sim_arm(s);
 }
 
 static int sim_setup_ecus(Sim *s) {
         s->max_payload = TG_DOIP_MAX_PAYLOAD_DEFAULT + 2; /* 4 MiB + 6 */
-        if (s->max_block && s->max_block + 4 > s->max_payload)
-                s->max_payload = s->max_block + 4;
+        s->n_ecus = (unsigned) s->config.n_ecus;
         for (unsigned i = 0; i < s->n_ecus; i++) {
                 Ecu *e = &s->ecus[i];
-                e->config.write_speed = s->write_speed;
-                e->config.erase_time_ms = s->erase_time_ms;
-                e->config.max_block_length = s->max_block;
-                e->config.initial_version = e->version[0] ? e->version : NULL;
-                e->config.part_number = "TG-SIM";
-                e->config.serial = "0000";
-                e->config.prng_seed = 0x5eed0000u + e->address;
-                e->model = ecu_model_new(&e->config);
+                const EcuSimEcu *c = &s->config.ecus[i];
+                EcuModelConfig mc;
+
+                *e = (Ecu) { .sim = s, .conf = c, .address = (uint16_t) c->address };
+                ecu_sim_ecu_model_config(c, &mc);
+                if (ecu_on_ethernet(e) && mc.max_block_length && mc.max_block_length + 4 > s->max_payload)
+                        s->max_payload = mc.max_block_length + 4;
+                e->model = ecu_model_new(&mc);
                 if (!e->model)
-                        return log_error_errno(errno, "ECU 0x%04X: cannot create the model: %m", e->address);
-                log_info("ECU 0x%04X: %s bank%s of %zu bytes, software %s.", e->address,
-                         e->config.ab_banks ? "two" : "one", e->config.ab_banks ? "s" : "", e->config.bank_size,
-                         e->version[0] ? e->version : "(none)");
+                        return log_error_errno(errno, "ECU %s: cannot create the model: %m", c->name);
+                ecu_model_set_faults(e->model, &c->faults);
+                if (!ecu_on_ethernet(e)) {
+                        const EcuSimBus *bus = &s->config.buses[c->bus_index];
+                        size_t max_request = MAX((size_t) (mc.max_block_length ? mc.max_block_length : 4095), 4095);
+                        int r = ecu_isotp_open(s->event, bus, c->request_id, c->response_id, max_request,
+                                               on_isotp_request, e, &e->isotp);
+                        if (r < 0)
+                                return log_error_errno(r, "ECU %s: cannot open bus %s (%s): %m", c->name, bus->name,
+                                                       bus->spec);
+                        if (!s->functional[c->bus_index]) {
+                                r = ecu_isotp_open(s->event, bus, bus->functional_id, UINT32_MAX, 4095,
+                                                   on_isotp_functional, s, &s->functional[c->bus_index]);
+                                if (r < 0)
+                                        return log_error_errno(r, "Bus %s: cannot open it for functional requests: %m",
+                                                               bus->name);
+                        }
+                }
+                log_info("ECU %s 0x%04X on %s: %s bank%s of %" PRIu64 " bytes, software %s.", c->name, e->address,
+                         ecu_on_ethernet(e) ? "the Ethernet" : s->config.buses[c->bus_index].name,
+                         c->ab_banks ? "two" : "one", c->ab_banks ? "s" : "", c->bank_size,
+                         c->version ? c->version : "(none)");
         }
         return 0;
 }
@@ -796,32 +946,31 @@ static int run(int argc, char *argv[]) {
         static Sim sim = {
                 .listen_fd = -EBADF,
                 .udp_fd = -EBADF,
-                .vin = "TOLLGATESIM000001",
-                .entity_address = ENTITY_ADDRESS_DEFAULT,
         };
         Sim *s = &sim;
         sigset_t mask;
         int r;
 
+        ecu_sim_config_init(&s->config);
         r = parse_argv(argc, argv, s);
         if (r <= 0)
-                return r;
+                goto out;
 
         (void) signal(SIGPIPE, SIG_IGN);
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGUSR1);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(errno, "sigprocmask: %m");
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                r = log_error_errno(errno, "sigprocmask: %m");
+                goto out;
+        }
         s->rbuf = malloc(READ_CHUNK);
         if (!s->rbuf) {
                 r = log_error_errno(ENOMEM, "Out of memory.");
                 goto out;
         }
-        r = sim_setup_ecus(s);
-        if (r < 0)
-                goto out;
         r = sd_event_default(&s->event);
         if (r >= 0)
                 r = sd_event_add_signal(s->event, NULL, SIGTERM, on_signal, s);
@@ -829,16 +978,25 @@ static int run(int argc, char *argv[]) {
                 r = sd_event_add_signal(s->event, NULL, SIGINT, on_signal, s);
         if (r >= 0)
                 r = sd_event_add_signal(s->event, NULL, SIGUSR1, on_signal, s);
+        if (r >= 0)
+                r = sd_event_add_signal(s->event, NULL, SIGHUP, on_signal, s);
         if (r < 0) {
                 log_error_errno(r, "Cannot set up the event loop: %m");
                 goto out;
         }
-        r = listen_on(s);
+        r = sim_setup_ecus(s);
         if (r < 0)
                 goto out;
-        log_info("DoIP entity 0x%04X listening on %s (port %u) with %u ECU(s).", s->entity_address, s->listen,
-                 s->port, s->n_ecus);
-        (void) sd_notifyf(0, "READY=1\nSTATUS=Listening on %s", s->listen);
+        if (s->listen) {
+                r = listen_on(s);
+                if (r < 0)
+                        goto out;
+                log_info("DoIP entity 0x%04X listening on %s (port %u).", s->config.entity_address, s->listen,
+                         s->port);
+        }
+        log_info("Simulating %u ECU(s) on the Ethernet and %zu CAN bus(es).", s->n_ecus, s->config.n_buses);
+        (void) sd_notifyf(0, "READY=1\nSTATUS=%u ECU(s)%s%s", s->n_ecus, s->listen ? ", DoIP on " : "",
+                          s->listen ? s->listen : "");
 
         r = sd_event_loop(s->event);
         if (r < 0)
@@ -854,9 +1012,14 @@ out:
         s->udp_io = sd_event_source_disable_unref(s->udp_io);
         if (s->udp_fd >= 0)
                 close(s->udp_fd);
-        for (unsigned i = 0; i < s->n_ecus; i++)
+        for (unsigned i = 0; i < s->n_ecus; i++) {
+                s->ecus[i].isotp = ecu_isotp_free(s->ecus[i].isotp);
                 s->ecus[i].model = ecu_model_free(s->ecus[i].model);
+        }
+        for (size_t b = 0; b < ECU_SIM_MAX_BUSES; b++)
+                s->functional[b] = ecu_isotp_free(s->functional[b]);
         s->event = sd_event_unref(s->event);
+        ecu_sim_config_done(&s->config);
         free(s->rbuf);
         return r;
 }
