@@ -3,9 +3,9 @@
  * tollgate-ecu-sim end to end (issue 6): the built simulator (TG_ECU_SIM)
  * on a free loopback port, driven by lib/tg-diag over DoIP with lib/tg-uds
  * encoders: the whole flash sequence of an A/B ECU up to the reset and the
- * new version, the state dump on SIGUSR1, the DoIP refusals, UDP vehicle
- * identification, and the
- * TransferData goodput benchmark (64 MiB, no write delay).
+ * new version, the state dump on SIGUSR1, the DoIP refusals and UDP vehicle
+ * identification. The TransferData goodput figure is a benchmark now:
+ * tests/bench/diag-bench.
  */
 
 #include <arpa/inet.h>
@@ -411,32 +411,6 @@ static void test_refusals(void) {
         sim_stop(&s);
 }
 
-/* The issue's DoIP figure: TransferData goodput on loopback, 64 MiB, no
- * write delay, 1 MiB of data per TransferData. */
-static void test_benchmark_doip(void) {
-        static const char *const args[] = { "--ecu=0x0E01:ab:64M:1.0.0", "--max-block=1048578", NULL };
-        const size_t size = 64u * 1024 * 1024;
-        _cleanup_free_ uint8_t *img = malloc(size);
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
-        TgDiagChannel *ch;
-        Sim s;
-
-        if (!sim_start(&s, args))
-                return;
-        assert_se(img);
-        make_image(img, size);
-        assert_ok(sd_event_new(&e));
-        ch = channel_new(e, s.port, TESTER);
-        /* the model hashes 64 MiB for 0xFF01 inside one request, with no
-         * 0x78 first: more than the default P2 */
-        ch->timing.p2_usec = 5 * USEC_PER_SEC;
-        double mbs = flash(ch, img, size, "3.0.0", false);
-        fprintf(stderr, "  DoIP TransferData goodput: %.1f MB/s (64 MiB image, 1 MiB per block, loopback,"
-                        " write speed 0, against tollgate-ecu-sim)\n", mbs);
-        ch = tg_diag_free(ch);
-        sim_stop(&s);
-}
-
 /* UDP vehicle identification at the same address and port. */
 static void test_vehicle_id(void) {
         static const char *const args[] = { "--ecu=0x0E01:single:64K", "--vin=WTOLLGATE00000042", NULL };
@@ -467,4 +441,4 @@ static void test_vehicle_id(void) {
         sim_stop(&s);
 }
 
-TG_TEST_MAIN(TEST(flash_ab), TEST(refusals), TEST(vehicle_id), TEST(benchmark_doip))
+TG_TEST_MAIN(TEST(flash_ab), TEST(refusals), TEST(vehicle_id))

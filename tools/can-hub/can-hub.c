@@ -15,7 +15,8 @@
  * empty datagram would read as end-of-stream on the receiving side).
  *
  * With --bitrate=N the bus is paced: frames leave one after another, each
- * after the wire time of a classic frame of its length at N bit/s. A full
+ * after its wire time at N bit/s (CAN FD frames: ISO 11898-1 FD format, the
+ * data phase of a BRS frame at --data-bitrate; see can-wire.h). A full
  * transmit queue stops the hub reading from members until it drains, so
  * senders see their own socket fill (tg_can_send() → -EAGAIN), as with a
  * full qdisc on a real interface.
@@ -24,6 +25,7 @@
  */
 
 #include <getopt.h>
+#include <linux/can.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -39,6 +41,7 @@
 #include "tg-event.h"
 #include "tg-log.h"
 #include "tg-parse.h"
+#include "can-wire.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -82,6 +85,7 @@ struct Hub {
         uint64_t next_serial;
 
         uint64_t bitrate;          /* 0: no pacing */
+        uint64_t data_bitrate;     /* CAN FD data phase (BRS frames); 0: the nominal bitrate */
         Pending queue[PACE_QUEUE]; /* ring */
         unsigned head, queued;
         uint64_t bus_free_ns;      /* when the frame on the wire has left */
@@ -121,7 +125,11 @@ static void log_stats(Hub *h) {
                  ", delivered %" PRIu64 ", overruns %" PRIu64 ", dropped oversize %" PRIu64 ", empty %" PRIu64 ".",
                  h->n_members, h->peak_members, h->joined, h->refused, h->frames, h->delivered, h->overruns,
                  h->oversize, h->empty);
-        if (h->bitrate)
+        if (h->data_bitrate)
+                log_info("Paced at %" PRIu64 " bit/s (CAN FD data phase %" PRIu64 " bit/s): bus busy %" PRIu64
+                         " ms in total, %u frame(s) queued.",
+                         h->bitrate, h->data_bitrate, h->busy_ns / 1000000, h->queued);
+        else if (h->bitrate)
                 log_info("Paced at %" PRIu64 " bit/s: bus busy %" PRIu64 " ms in total, %u frame(s) queued.",
                          h->bitrate, h->busy_ns / 1000000, h->queued);
         for (unsigned i = 0; i < h->n_members; i++) {
@@ -183,23 +191,23 @@ static void forward(Hub *h, uint64_t from, const uint8_t *data, size_t size) {
 
 /* ---- pacing ---- */
 
-/* The wire time of a classic frame: (47 + 8·len) bits with an 11-bit id, 20
- * more with a 29-bit one, plus ~20 % stuff bits. FD frames and garbage are
- * timed as classic frames of their (capped) length: good enough for a
- * simulated bus. */
+/* The wire time of a frame (can-wire.h has the bit model and its sources).
+ * A 72-byte datagram is a CAN FD frame: ISO 11898-1 FD format, the data
+ * phase at the data bitrate when it has CANFD_BRS (byte 5). Everything else
+ * (classic frames, garbage) is timed as a classic frame of its length,
+ * capped at 8. */
 static uint64_t wire_ns(const Hub *h, const uint8_t *data, size_t size) {
-        unsigned len = 8, bits;
+        unsigned len = 8;
         uint32_t id = 0;
 
         if (size >= 5) {
                 memcpy(&id, data, sizeof id);
-                len = MIN((unsigned) data[4], (unsigned) TG_CAN_MAX_DLEN);
-                if (size == TG_CANFD_MTU)
-                        len = MIN((unsigned) data[4], (unsigned) TG_CANFD_MAX_DLEN);
+                len = data[4];
         }
-        bits = 47 + 8 * len + ((id & 0x80000000u) ? 20 : 0);
-        bits += bits / 5;
-        return (uint64_t) bits * NSEC_PER_SEC_ / h->bitrate;
+        if (size == TG_CANFD_MTU)
+                return can_wire_ns(can_wire_fd_bits(id & CAN_EFF_FLAG, len, data[5] & CANFD_BRS), h->bitrate,
+                                   h->data_bitrate);
+        return can_wire_ns(can_wire_classic_bits(id & CAN_EFF_FLAG, len), h->bitrate, 0);
 }
 
 static void set_paused(Hub *h, bool paused) {
@@ -308,10 +316,13 @@ static int on_member(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         char text[TG_CAN_FRAME_STRING_MAX];
                         TgCanFrame f;
 
-                        if (tg_can_frame_decode(buf, (size_t) n, &f) == 0)
-                                log_debug("#%" PRIu64 ": %s", m->serial, tg_can_frame_format(&f, text, sizeof text));
-                        else
+                        if (tg_can_frame_decode(buf, (size_t) n, &f) < 0)
                                 log_debug("#%" PRIu64 ": %zd bytes that are not a frame", m->serial, n);
+                        else if (h->bitrate)
+                                log_debug("#%" PRIu64 ": %s (%" PRIu64 " ns on the wire)", m->serial,
+                                          tg_can_frame_format(&f, text, sizeof text), wire_ns(h, buf, (size_t) n));
+                        else
+                                log_debug("#%" PRIu64 ": %s", m->serial, tg_can_frame_format(&f, text, sizeof text));
                 }
                 if (h->bitrate) {
                         int r = enqueue(h, m->serial, buf, (size_t) n);
@@ -475,8 +486,10 @@ static void help(void) {
                "goes to every other member, as on vcan. Members are Tollgate daemons and tools\n"
                "opened with the bus spec \"unix:PATH\". See docs/can.md.\n\n"
                "  --socket=PATH        where to listen (a stale socket there is replaced; mode 0660)\n"
-               "  --bitrate=BIT/S      pace the bus like a classic CAN bus at this bitrate\n"
+               "  --bitrate=BIT/S      pace the bus like a CAN bus at this (nominal) bitrate\n"
                "                       (500000, 500k, 1M; default: no pacing)\n"
+               "  --data-bitrate=BIT/S CAN FD data phase bitrate of frames with BRS (2M; with\n"
+               "                       --bitrate, at least as high; default: the nominal one)\n"
                "  --log-level=LEVEL    debug (every frame), info (default), notice, warning, err\n"
                "  -h, --help           show this help\n"
                "      --version        show the version\n\n"
@@ -506,10 +519,11 @@ static int parse_bitrate(const char *s, uint64_t *ret) {
 }
 
 static int parse_argv(int argc, char *argv[], Hub *h) {
-        enum { ARG_SOCKET = 0x100, ARG_BITRATE, ARG_LOG_LEVEL, ARG_VERSION };
+        enum { ARG_SOCKET = 0x100, ARG_BITRATE, ARG_DATA_BITRATE, ARG_LOG_LEVEL, ARG_VERSION };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "bitrate", required_argument, NULL, ARG_BITRATE },
+                { "data-bitrate", required_argument, NULL, ARG_DATA_BITRATE },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -525,6 +539,12 @@ static int parse_argv(int argc, char *argv[], Hub *h) {
                 case ARG_BITRATE:
                         if (parse_bitrate(optarg, &h->bitrate) < 0)
                                 return log_error_errno(EINVAL, "--bitrate= takes %d…%d bit/s (500000, 500k, 1M): %s",
+                                                       BITRATE_MIN, BITRATE_MAX, optarg);
+                        break;
+                case ARG_DATA_BITRATE:
+                        if (parse_bitrate(optarg, &h->data_bitrate) < 0)
+                                return log_error_errno(EINVAL,
+                                                       "--data-bitrate= takes %d…%d bit/s (2000000, 2000k, 2M): %s",
                                                        BITRATE_MIN, BITRATE_MAX, optarg);
                         break;
                 case ARG_LOG_LEVEL:
@@ -545,6 +565,11 @@ static int parse_argv(int argc, char *argv[], Hub *h) {
                 return log_error_errno(EINVAL, "Unexpected argument: %s (see --help)", argv[optind]);
         if (!h->path || !*h->path)
                 return log_error_errno(EINVAL, "--socket=PATH is required (see --help).");
+        if (h->data_bitrate && !h->bitrate)
+                return log_error_errno(EINVAL, "--data-bitrate= needs --bitrate= (see --help).");
+        if (h->data_bitrate && h->data_bitrate < h->bitrate)
+                return log_error_errno(EINVAL, "--data-bitrate=%" PRIu64 " is below --bitrate=%" PRIu64 ".",
+                                       h->data_bitrate, h->bitrate);
         return 1;
 }
 
@@ -583,7 +608,10 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 goto out;
 
-        if (h->bitrate)
+        if (h->data_bitrate)
+                log_info("Listening on %s, paced at %" PRIu64 " bit/s, CAN FD data phase %" PRIu64 " bit/s.",
+                         h->path, h->bitrate, h->data_bitrate);
+        else if (h->bitrate)
                 log_info("Listening on %s, paced at %" PRIu64 " bit/s.", h->path, h->bitrate);
         else
                 log_info("Listening on %s.", h->path);
