@@ -639,6 +639,20 @@ static void test_conf(void) {
         assert_streq(c.vin, "WVWZZZ1JZXW000001");
         ecu_sim_config_done(&c);
 
+        /* the reference vehicle that is installed */
+        const char *reference = getenv("TG_ECU_SIM_VEHICLE");
+        if (reference && *reference) {
+                ecu_sim_config_init(&c);
+                err = (TgConfError) {};
+                int r = ecu_sim_config_load(&c, reference, &err);
+                if (r < 0)
+                        fprintf(stderr, "  %s\n", err.text);
+                assert_ok(r);
+                assert_eq(c.n_ecus, 20u);
+                assert_eq(c.n_buses, 3u);
+                ecu_sim_config_done(&c);
+        }
+
         expect_error("[Ecu a]\nAddress=0xE400\n", "test.conf:2");
         expect_error("[Ecu a]\nAddress=0x10000\n", "Address");
         expect_error("[Ecu a]\nBankSize=1M\n", "Address= is missing");

@@ -66,7 +66,7 @@ typedef struct EcuSimEcu {
         unsigned erase_time_ms;
         uint64_t check_speed;
         unsigned pending_interval_ms;
-        unsigned max_block_length;
+        uint64_t max_block_length;
         unsigned security_level;
         unsigned seed_length;
         bool preconditions_fail;

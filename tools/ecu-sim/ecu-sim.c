@@ -994,7 +994,11 @@ static int run(int argc, char *argv[]) {
                 log_info("DoIP entity 0x%04X listening on %s (port %u).", s->config.entity_address, s->listen,
                          s->port);
         }
-        log_info("Simulating %u ECU(s) on the Ethernet and %zu CAN bus(es).", s->n_ecus, s->config.n_buses);
+        unsigned n_eth = 0;
+        for (unsigned i = 0; i < s->n_ecus; i++)
+                n_eth += ecu_on_ethernet(&s->ecus[i]);
+        log_info("Simulating %u ECU(s): %u on the Ethernet, %u on %zu CAN bus(es).", s->n_ecus, n_eth,
+                 s->n_ecus - n_eth, s->config.n_buses);
         (void) sd_notifyf(0, "READY=1\nSTATUS=%u ECU(s)%s%s", s->n_ecus, s->listen ? ", DoIP on " : "",
                           s->listen ? s->listen : "");
 

@@ -66,7 +66,7 @@ PACKAGE_BEFORE_PN = "lib${PN}-producer ${PN}-simulators ${PN}-key-relay"
 SUMMARY:lib${PN}-producer = "Hand telemetry to the Tollgate classifier (shared library)"
 FILES:lib${PN}-producer = "${libdir}/libtollgate-producer${SOLIBS}"
 
-SUMMARY:${PN}-simulators = "Tollgate simulators (TSP, cloud, telemetry, CAN bus, vehicle) and test PKI, for test benches"
+SUMMARY:${PN}-simulators = "Tollgate simulators (TSP, cloud, telemetry, CAN bus, vehicle, ECUs) and test PKI, for test benches"
 FILES:${PN}-simulators = " \
     ${bindir}/tollgate-tsp-sim \
     ${bindir}/tollgate-cloud-sim \
@@ -74,6 +74,8 @@ FILES:${PN}-simulators = " \
     ${bindir}/tollgate-pki \
     ${bindir}/tollgate-canhub \
     ${bindir}/tollgate-vehicle-sim \
+    ${bindir}/tollgate-ecu-sim \
+    ${datadir}/tollgate/ecu-sim-vehicle.conf \
 "
 # tollgate-pki is a bash script around the openssl command, which OE-Core
 # ships in openssl-bin (the openssl package has only its configuration).
