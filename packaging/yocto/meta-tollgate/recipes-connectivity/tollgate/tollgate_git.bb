@@ -90,7 +90,7 @@ FILES:${PN}-key-relay = "${bindir}/tollgate-key-relay"
 # producer library, not for the daemons.
 DEV_PKG_DEPENDENCY = "lib${PN}-producer (= ${EXTENDPKGV})"
 
-# ${PN}: the daemons, tollgatectl and their system integration, listed one
+# ${PN}: the daemons, tollgatectl, tollgate-uds and their system integration, listed one
 # by one instead of the default FILES:${PN} (${bindir}/*, ${sysconfdir}, ...):
 # a program or file that a later change installs without deciding its
 # package fails the build (QA installed-vs-shipped) instead of landing here.
@@ -102,6 +102,7 @@ FILES:${PN} = " \
     ${libexecdir}/tollgate/tollgate-key-sync \
     ${libexecdir}/tollgate/tollgate-power-wake \
     ${bindir}/tollgatectl \
+    ${bindir}/tollgate-uds \
     ${sysconfdir}/tollgate/classifier.conf \
     ${sysconfdir}/tollgate/key-sync.conf \
     ${sysconfdir}/tollgate/power-wake.conf \

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tollgate-uds end to end: the built tool (TG_UDS_TOOL) against the built
+ * ECU simulator (TG_ECU_SIM) on a free loopback port (DoIP) and, through the
+ * built tollgate-canhub (TG_CANHUB), as an ISO-TP node from a configuration
+ * file: flash a generated image into the A/B ECU, read the new version, the
+ * simulator's state (SIGUSR1) shows the image's SHA-256 in the active bank,
+ * rollback --ab brings 1.0 back; reads, raw requests, negative responses,
+ * transport errors and bad input with their exit statuses.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tg-keyproto.h"
+#include "tg-test.h"
+
+#define IMAGE_SIZE (300 * 1024 + 17) /* not a multiple of any block size */
+
+typedef struct Proc {
+        pid_t pid;
+        char *dir, *out, *log;
+        uint16_t port;
+} Proc;
+
+static const char *env_binary(const char *name) {
+        const char *p = getenv(name);
+
+        if (!p || !*p) {
+                fprintf(stderr, "  %s not set (run through meson test): skipped\n", name);
+                return NULL;
+        }
+        return p;
+}
+
+static char *read_text(const char *path) {
+        size_t size = 0;
+        char *text = (char *) tg_test_read_file(path, &size);
+
+        if (!text)
+                return strdup("");
+        text = realloc(text, size + 1);
+        assert_se(text);
+        text[size] = '\0';
+        return text;
+}
+
+/* Fork bin with argv, stdout and stderr to files in dir. */
+static pid_t spawn(const char *bin, const char *const *argv, const char *out, const char *log) {
+        pid_t pid = fork();
+
+        assert_se(pid >= 0);
+        if (pid == 0) {
+                /* O_APPEND: sim_state() truncates the file under the writer */
+                int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (fd >= 0)
+                        (void) dup2(fd, STDOUT_FILENO);
+                fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd >= 0)
+                        (void) dup2(fd, STDERR_FILENO);
+                (void) unsetenv("JOURNAL_STREAM");
+                execv(bin, (char *const *) argv);
+                _exit(127);
+        }
+        return pid;
+}
+
+/* The simulator with args (NULL-terminated); with a DoIP listener the port it logged. */
+static bool sim_start(Proc *s, const char *dir, const char *const *args, bool doip) {
+        const char *bin = env_binary("TG_ECU_SIM");
+        const char *argv[16];
+        size_t n = 0;
+
+        if (!bin)
+                return false;
+        *s = (Proc) {};
+        s->out = tg_test_path(dir, "sim.out");
+        s->log = tg_test_path(dir, "sim.log");
+        argv[n++] = "tollgate-ecu-sim";
+        for (; *args && n < ELEMENTSOF(argv) - 1; args++)
+                argv[n++] = *args;
+        argv[n] = NULL;
+        s->pid = spawn(bin, argv, s->out, s->log);
+        for (unsigned i = 0; i < 500; i++) {
+                _cleanup_free_ char *log = read_text(s->log);
+                const char *p = strstr(log, "(port ");
+                unsigned port;
+
+                if (doip && p && strchr(p, ')') && sscanf(p, "(port %u)", &port) == 1 && port > 0 && port < 65536) {
+                        s->port = (uint16_t) port;
+                        return true;
+                }
+                if (!doip && strstr(log, "Simulating"))
+                        return true;
+                if (waitpid(s->pid, NULL, WNOHANG) != 0) {
+                        fprintf(stderr, "%s", log);
+                        assert_se(!"the simulator exited");
+                }
+                usleep(10000);
+        }
+        assert_se(!"the simulator did not come up");
+        return false;
+}
+
+static void proc_stop(Proc *s) {
+        int status = 0;
+
+        assert_se(kill(s->pid, SIGTERM) == 0);
+        assert_se(waitpid(s->pid, &status, 0) == s->pid);
+        free(s->out);
+        free(s->log);
+        *s = (Proc) {};
+}
+
+/* SIGUSR1, then the state dump up to its "end" line (the dump file is
+ * truncated first: the newest dump only). */
+static char *sim_state(Proc *s) {
+        assert_se(truncate(s->out, 0) == 0);
+        assert_se(kill(s->pid, SIGUSR1) == 0);
+        for (unsigned i = 0; i < 500; i++) {
+                char *text = read_text(s->out);
+
+                if (strstr(text, "end\n"))
+                        return text;
+                free(text);
+                usleep(10000);
+        }
+        assert_se(!"no state dump");
+        return NULL;
+}
+
+static bool hub_start(Proc *h, const char *dir, char **ret_spec) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *bin = env_binary("TG_CANHUB");
+        _cleanup_free_ char *path = NULL, *socket_arg = NULL;
+
+        if (!bin)
+                return false;
+        *h = (Proc) {};
+        path = tg_test_path(dir, "hub.sock");
+        h->out = tg_test_path(dir, "hub.out");
+        h->log = tg_test_path(dir, "hub.log");
+        assert_ok(asprintf(&socket_arg, "--socket=%s", path));
+        assert_ok(asprintf(ret_spec, "unix:%s", path));
+        h->pid = spawn(bin, (const char *const[]) { "tollgate-canhub", socket_arg, NULL }, h->out, h->log);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        for (unsigned i = 0; i < 500; i++) {
+                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
+
+                assert_se(fd >= 0);
+                r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
+                close(fd);
+                if (r == 0) {
+                        usleep(50000);
+                        return true;
+                }
+                assert_se(waitpid(h->pid, NULL, WNOHANG) == 0);
+                usleep(10000);
+        }
+        assert_se(!"the hub did not come up");
+        return false;
+}
+
+/* One run of the tool: its exit status; its stdout and stderr in *ret_out, *ret_err. */
+typedef struct Tool {
+        const char *bin;
+        const char *dir;
+        const char *transport[8]; /* NULL-terminated */
+} Tool;
+
+static int tool_run(const Tool *t, const char *const *args, char **ret_out, char **ret_err) {
+        _cleanup_free_ char *out = tg_test_path(t->dir, "uds.out"), *err = tg_test_path(t->dir, "uds.err");
+        const char *argv[32], *what = args[0];
+        size_t n = 0;
+        int status = 0;
+        pid_t pid;
+
+        argv[n++] = "tollgate-uds";
+        for (const char *const *p = t->transport; *p; p++)
+                argv[n++] = *p;
+        /* sanitizer builds on loaded machines answer slower than an ECU's 50 ms P2 */
+        argv[n++] = "--p2=2s";
+        for (; *args && n < ELEMENTSOF(argv) - 1; args++)
+                argv[n++] = *args;
+        argv[n] = NULL;
+        pid = spawn(t->bin, argv, out, err);
+        assert_se(waitpid(pid, &status, 0) == pid);
+        assert_se(WIFEXITED(status));
+        *ret_out = read_text(out);
+        *ret_err = read_text(err);
+        fprintf(stderr, "  tollgate-uds … %s → %d\n", what, WEXITSTATUS(status));
+        return WEXITSTATUS(status);
+}
+
+#define RUN(t, expect, out, err, ...)                                                                     \
+        do {                                                                                               \
+                free(out);                                                                                 \
+                free(err);                                                                                 \
+                int _r = tool_run((t), (const char *const[]) { __VA_ARGS__, NULL }, &(out), &(err));      \
+                if (_r != (expect))                                                                        \
+                        fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", out, err);                           \
+                assert_eq(_r, (expect));                                                                   \
+        } while (0)
+
+static void make_image(const char *path, uint8_t sha[32]) {
+        _cleanup_free_ uint8_t *img = malloc(IMAGE_SIZE);
+        uint32_t x = 0xC0FFEE;
+
+        assert_se(img);
+        for (size_t i = 0; i < IMAGE_SIZE; i++) {
+                x = x * 1103515245u + 12345u;
+                img[i] = (uint8_t) (x >> 16);
+        }
+        tg_test_write_file(path, img, IMAGE_SIZE);
+        assert_ok(tg_kp_sha256(img, IMAGE_SIZE, sha));
+}
+
+static void hex32(const uint8_t h[32], char out[65]) {
+        for (unsigned i = 0; i < 32; i++)
+                snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+/* The dump line of bank B of the ECU. */
+static void assert_bank(Proc *sim, char active, const char *bank_b_fragment) {
+        _cleanup_free_ char *state = sim_state(sim);
+        char want[16];
+        const char *b = strstr(state, " bank B ");
+
+        snprintf(want, sizeof want, "active=%c", active);
+        if (!strstr(state, want) || !b || !strstr(b, bank_b_fragment))
+                fprintf(stderr, "state:\n%s\nwanted %s and %s\n", state, want, bank_b_fragment);
+        assert_contains(state, want);
+        assert_se(b);
+        assert_contains(b, bank_b_fragment);
+}
+
+/* Flash, read, state, rollback, read: the same on both transports. */
+static void flash_cycle(const Tool *t, Proc *sim, const char *dir) {
+        _cleanup_free_ char *image = tg_test_path(dir, "image.bin"), *out = NULL, *err = NULL;
+        uint8_t sha[32];
+        char hex[65], frag[160];
+
+        make_image(image, sha);
+        hex32(sha, hex);
+
+        RUN(t, 0, out, err, "read", "F189");
+        assert_contains(out, "F189 software-version: 31 2E 30  \"1.0\"");
+
+        RUN(t, 0, out, err, "flash", image, "--version=2.0", "--ab", "--extended");
+        assert_contains(out, "step transfer-data");
+        assert_contains(out, "progress 50%");
+        assert_contains(out, "flash: done");
+        assert_contains(out, hex);
+
+        RUN(t, 0, out, err, "read", "software-version");
+        assert_contains(out, "\"2.0\"");
+        snprintf(frag, sizeof frag, "valid=yes version=2.0 written=%u sha256=%s", IMAGE_SIZE, hex);
+        assert_bank(sim, 'B', frag);
+
+        RUN(t, 0, out, err, "--json", "rollback", "--ab", "--extended");
+        assert_contains(out, "\"command\":\"rollback\",\"result\":\"ok\"");
+        RUN(t, 0, out, err, "--json", "read", "F189");
+        assert_contains(out, "{\"did\":\"F189\",\"name\":\"software-version\",\"hex\":\"312e30\",\"ascii\":\"1.0\"}");
+        assert_bank(sim, 'A', hex);
+}
+
+static void test_doip_flash_rollback(void) {
+        _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
+        _cleanup_free_ char *doip = NULL;
+        Proc sim;
+        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir };
+
+        if (!t.bin || !sim_start(&sim, dir,
+                                 (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL }, true))
+                return;
+        assert_ok(asprintf(&doip, "--doip=127.0.0.1:%u", sim.port));
+        t.transport[0] = doip;
+        t.transport[1] = "--target=0x1001";
+        flash_cycle(&t, &sim, dir);
+        proc_stop(&sim);
+}
+
+static void test_doip_services(void) {
+        _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
+        _cleanup_free_ char *doip = NULL, *out = NULL, *err = NULL, *image = NULL;
+        Proc sim;
+        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir };
+
+        if (!t.bin || !sim_start(&sim, dir,
+                                 (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL }, true))
+                return;
+        assert_ok(asprintf(&doip, "--doip=127.0.0.1:%u", sim.port));
+        t.transport[0] = doip;
+        t.transport[1] = "--target=0x1001";
+
+        RUN(&t, 0, out, err, "raw", "22", "F1", "87");
+        assert_streq(out, "62 F1 87 54 47 2D 53 49 4D\n");
+        RUN(&t, 0, out, err, "raw", "22F18C");
+        assert_contains(out, "62 F1 8C");
+        /* a negative response: printed, named, exit 1 */
+        RUN(&t, 1, out, err, "raw", "0x22:12:34");
+        assert_streq(out, "7F 22 31\n");
+        assert_contains(err, "requestOutOfRange");
+        RUN(&t, 1, out, err, "read", "F187", "vin");
+        assert_contains(out, "F187 part-number: 54 47 2D 53 49 4D  \"TG-SIM\"");
+        assert_contains(err, "read F190");
+        assert_contains(err, "negative response 0x31 requestOutOfRange");
+        RUN(&t, 0, out, err, "session", "extended");
+        assert_contains(out, "session 0x03: P2 ");
+        RUN(&t, 0, out, err, "tester-present");
+        RUN(&t, 0, out, err, "--json", "reset", "hard");
+        assert_contains(out, "\"reset\":\"hard\"");
+        /* programming without the extended session first: refused by this ECU, with a hint */
+        image = tg_test_path(dir, "small.bin");
+        tg_test_write_file(image, "0123456789abcdef", 16);
+        RUN(&t, 1, out, err, "flash", image, "--ab");
+        assert_contains(err, "flash failed at programming-session: negative response 0x22 conditionsNotCorrect");
+        assert_contains(err, "--extended");
+        RUN(&t, 1, out, err, "--json", "flash", image, "--ab");
+        assert_contains(out, "\"result\":\"failed\"");
+        assert_contains(out, "\"nrc\":34");
+
+        /* transport failures: exit 3 */
+        t.transport[1] = "--target=0x2002";
+        RUN(&t, 3, out, err, "read", "F189");
+        assert_contains(err, "diagnostic-nack");
+        proc_stop(&sim);
+        RUN(&t, 3, out, err, "--timeout=2s", "read", "F189");
+        assert_contains(err, "Cannot connect to DoIP entity 127.0.0.1");
+}
+
+static void test_bad_input(void) {
+        _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
+        _cleanup_free_ char *out = NULL, *err = NULL, *missing = NULL, *empty = NULL;
+        /* nothing listens there: bad input must be found before connecting */
+        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir,
+                   .transport = { "--doip=127.0.0.1:1", "--target=0x1001" } };
+        Tool can = { .bin = t.bin, .dir = dir };
+
+        if (!t.bin)
+                return;
+        missing = tg_test_path(dir, "missing.bin");
+        empty = tg_test_path(dir, "empty.bin");
+        tg_test_write_file(empty, "", 0);
+
+        RUN(&t, 2, out, err, "raw", "22", "F1Z0");
+        assert_contains(err, "Bad hex 'F1Z0'");
+        RUN(&t, 2, out, err, "raw", "221");
+        assert_contains(err, "Bad hex '221'");
+        RUN(&t, 2, out, err, "raw");
+        assert_contains(err, "raw takes the request");
+        RUN(&t, 2, out, err, "read", "F18");
+        RUN(&t, 2, out, err, "read", "bogus");
+        assert_contains(err, "Bad DID 'bogus'");
+        RUN(&t, 2, out, err, "read", "0x1F190");
+        assert_contains(err, "Bad DID");
+        RUN(&t, 2, out, err, "read");
+        RUN(&t, 2, out, err, "session", "sleepy");
+        assert_contains(err, "Bad session 'sleepy'");
+        RUN(&t, 2, out, err, "reset", "warm");
+        assert_contains(err, "Bad reset type 'warm'");
+        RUN(&t, 2, out, err, "flash", missing);
+        assert_contains(err, "Cannot open the image");
+        assert_contains(err, "No such file or directory");
+        RUN(&t, 2, out, err, "flash", empty);
+        assert_contains(err, "is empty");
+        RUN(&t, 2, out, err, "flash");
+        assert_contains(err, "flash takes the image file");
+        RUN(&t, 2, out, err, "flash", empty, "--dtc-off");
+        assert_contains(err, "need --extended");
+        RUN(&t, 2, out, err, "rollback");
+        RUN(&t, 2, out, err, "rollback", "--ab", missing);
+        RUN(&t, 2, out, err, "read", "F189", "--ab");
+        assert_contains(err, "are for flash and rollback");
+        RUN(&t, 2, out, err, "frobnicate");
+        assert_contains(err, "Unknown command 'frobnicate'");
+        RUN(&t, 2, out, err, "--no-such-option", "read", "F189");
+        assert_contains(err, "--no-such-option");
+        RUN(&t, 2, out, err, "--target=0x1FFFF", "read", "F189");
+        assert_contains(err, "Bad address --target=0x1FFFF");
+        RUN(&t, 2, out, err, "--timeout=soon", "read", "F189");
+        assert_contains(err, "Bad --timeout=soon");
+
+        /* the transports */
+        RUN(&can, 2, out, err, "read", "F189");
+        assert_contains(err, "--doip=ADDR[:PORT] or --can=SPEC");
+        RUN(&can, 2, out, err, "--doip=127.0.0.1", "read", "F189");
+        assert_contains(err, "--target=ADDR is required");
+        RUN(&can, 2, out, err, "--doip=not:an:address:", "--target=1", "read", "F189");
+        RUN(&can, 2, out, err, "--doip=127.0.0.1:99999", "--target=1", "read", "F189");
+        assert_contains(err, "Bad --doip=127.0.0.1:99999");
+        RUN(&can, 2, out, err, "--can=unix:/nonexistent.sock", "--tx-id=0x7E0", "read", "F189");
+        assert_contains(err, "--can= needs --tx-id= and --rx-id=");
+        RUN(&can, 2, out, err, "--can=unix:/nonexistent.sock", "--tx-id=0x7E0", "--rx-id=0x2000000G", "read", "F189");
+        assert_contains(err, "Bad CAN id --rx-id=0x2000000G");
+        RUN(&can, 2, out, err, "--can=unix:/nonexistent.sock", "--tx-id=0x7E0", "--rx-id=0x20000000", "read", "F189");
+        assert_contains(err, "Bad CAN id --rx-id=0x20000000");
+        RUN(&can, 2, out, err, "--can=unix:/nonexistent.sock", "--tx-id=0x7E0", "--rx-id=0x7E8", "--dl=64", "read",
+            "F189");
+        assert_contains(err, "need --fd");
+        RUN(&can, 2, out, err, "--can=unix:/nonexistent.sock", "--tx-id=0x7E0", "--rx-id=0x7E8", "--fd", "--dl=63",
+            "read", "F189");
+        assert_contains(err, "Bad --dl=63");
+        RUN(&can, 2, out, err, "--doip=127.0.0.1", "--target=1", "--can=unix:/x", "read", "F189");
+        assert_contains(err, "exclude each other");
+
+        /* and the harmless ones */
+        RUN(&can, 0, out, err, "--help");
+        assert_contains(out, "Usage: tollgate-uds");
+        RUN(&can, 0, out, err, "--version");
+        assert_contains(out, "tollgate-uds ");
+        /* a bus that is not there: a transport error */
+        RUN(&can, 3, out, err, "--can=unix:/nonexistent.sock", "--tx-id=0x7E0", "--rx-id=0x7E8", "read", "F189");
+}
+
+static void test_isotp_flash_rollback(void) {
+        _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
+        _cleanup_free_ char *spec = NULL, *can = NULL, *conf = NULL, *conf_arg = NULL, *text = NULL, *out = NULL,
+                            *err = NULL;
+        Proc hub, sim;
+        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir };
+
+        if (!t.bin || !hub_start(&hub, dir, &spec))
+                return;
+        conf = tg_test_path(dir, "sim.conf");
+        assert_ok(asprintf(&text,
+                           "[Bus can0]\nSpec=%s\nFunctionalId=0x7DF\n\n"
+                           "[Ecu bcm]\nBus=can0\nRequestId=0x7E0\nResponseId=0x7E8\nAddress=0x07E0\n"
+                           "Banks=ab\nBankSize=1M\nVersion=1.0\n",
+                           spec));
+        tg_test_write_file(conf, text, strlen(text));
+        assert_ok(asprintf(&conf_arg, "--config=%s", conf));
+        if (!sim_start(&sim, dir, (const char *const[]) { conf_arg, NULL }, false)) {
+                proc_stop(&hub);
+                return;
+        }
+        assert_ok(asprintf(&can, "--can=%s", spec));
+        t.transport[0] = can;
+        t.transport[1] = "--tx-id=0x7E0";
+        t.transport[2] = "--rx-id=0x7E8";
+        flash_cycle(&t, &sim, dir);
+        /* functional addressing: the answer comes on the ECU's response id */
+        RUN(&t, 0, out, err, "--functional-id=0x7DF", "--target=functional", "tester-present");
+        assert_streq(out, "tester-present: ok\n");
+        RUN(&t, 0, out, err, "--functional-id=0x7DF", "--target=functional", "raw", "3E80");
+        assert_streq(out, "(no response: suppressed)\n");
+        proc_stop(&sim);
+        proc_stop(&hub);
+}
+
+TG_TEST_MAIN(TEST(bad_input), TEST(doip_services), TEST(doip_flash_rollback), TEST(isotp_flash_rollback));
