@@ -4,10 +4,12 @@
  * with the client codec of lib/tg-uds.h: full flash sequences on an A/B and
  * a single-bank ECU, every injected fault followed by a successful retry
  * (and never an invalid image marked valid), block sequence counters,
- * security lockout, S3 timeout, functional addressing.
+ * security lockout, S3 timeout, functional addressing, the dependency check
+ * (0xFF01) taking time in proportion to the image.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ecu-model.h"
@@ -125,6 +127,8 @@ typedef struct FlashResult {
         uint8_t nrc;        /* its NRC, 0 when no response */
         unsigned blocks;    /* TransferData blocks answered */
         bool reset;         /* the ECU reset under us */
+        unsigned check_pending; /* 0x78s before the 0xFF01 answer */
+        uint64_t check_usec;    /* from the 0xFF01 request to its answer */
 } FlashResult;
 
 /* The whole sequence with tg-uds.h encoders and parsers. */
@@ -227,7 +231,10 @@ static FlashResult run_flash(Tester *t, const uint8_t *img, size_t n, const uint
                 assert_ok(tg_kp_sha256(img, n, h));
         l = tg_uds_encode_routine_control(req, sizeof req, 1, TG_UDS_RID_CHECK_PROGRAMMING_DEPENDENCIES, h, 32,
                                           false);
+        uint64_t check_start = t->now;
         assert_eq(send_req(t, req, (size_t) l, false), 1);
+        fr.check_pending = t->n_pending;
+        fr.check_usec = t->now - check_start;
         if (tg_uds_parse_routine_control(t->resp, t->len, 1, TG_UDS_RID_CHECK_PROGRAMMING_DEPENDENCIES, NULL, NULL,
                                          &err) < 0)
                 FAIL(STEP_DEPENDENCIES);
@@ -755,5 +762,227 @@ static void test_preconditions_config(void) {
         ecu_model_free(t.m);
 }
 
+/* 10 03, 10 02, 27 01, 27 02: programming session, unlocked. */
+static void unlock_programming(Tester *t) {
+        expect_ok(t, R(0x10, 0x03));
+        expect_ok(t, R(0x10, 0x02));
+        expect_ok(t, R(0x27, 0x01));
+        uint8_t key[8] = { 0x27, 0x02 };
+        size_t kl = 4;
+        assert_ok(tg_uds_key_demo(t->resp + 2, 4, key + 2, &kl, NULL));
+        expect_ok(t, key, 6);
+}
+
+/* 31 01 FF 00, 34, 36 × N, 37: img in the target bank, not checked yet. */
+static void download(Tester *t, const uint8_t *img, size_t n) {
+        uint8_t req[MAX_BLOCK];
+        expect_ok(t, R(0x31, 0x01, 0xFF, 0x00));
+        int l = tg_uds_encode_request_download(req, sizeof req, 0x00, BASE, n, 4, 4);
+        assert_ok(l);
+        expect_ok(t, req, (size_t) l);
+        uint8_t bsc = TG_UDS_BSC_FIRST;
+        for (size_t off = 0; off < n; off += MAX_BLOCK - 2) {
+                size_t c = MIN((size_t) MAX_BLOCK - 2, n - off);
+                l = tg_uds_encode_transfer_data(req, sizeof req, bsc, img + off, c);
+                assert_ok(l);
+                expect_ok(t, req, (size_t) l);
+                bsc = tg_uds_bsc_next(bsc);
+        }
+        expect_ok(t, R(0x37));
+}
+
+/* 31 01 FF 01 + hash(32) */
+static size_t check_request(uint8_t *req, const uint8_t *img, size_t n, bool corrupt) {
+        memcpy(req, B(0x31, 0x01, 0xFF, 0x01), 4);
+        assert_ok(tg_kp_sha256(img, n, req + 4));
+        if (corrupt)
+                req[4] ^= 0x01;
+        return 36;
+}
+
+static int req_at(Tester *t, const uint8_t *req, size_t n, bool functional, uint64_t now) {
+        return ecu_model_request(t->m, req, n, functional, now, t->resp, sizeof t->resp, &t->len);
+}
+
+static int poll_at(Tester *t, uint64_t now, uint64_t *next) {
+        return ecu_model_poll(t->m, now, t->resp, sizeof t->resp, &t->len, next);
+}
+
+/* 0xFF01 with check_speed: 20000 bytes at 2000 bytes/s are 10 s of hashing. */
+static void test_check_pending(void) {
+        Tester t;
+        EcuModelConfig c = config(true);
+        static uint8_t img[IMAGE_LEN];
+        uint8_t req[40];
+        uint64_t next;
+        const uint64_t S = USEC_PER_SEC;
+
+        c.check_speed = 2000;
+        tester_init(&t, &c);
+        make_image(img, sizeof img, "2.0.0", 5);
+        unlock_programming(&t);
+        download(&t, img, sizeof img);
+
+        /* 7F 31 78 at once; the bank is not valid yet */
+        uint64_t t0 = t.now;
+        size_t n = check_request(req, img, sizeof img, false);
+        assert_eq(req_at(&t, req, n, false, t0), 1);
+        assert_eq(t.len, 3u);
+        assert_memeq(t.resp, B(0x7F, 0x31, 0x78), 3);
+        assert_se(ecu_model_busy(t.m));
+        assert_se(!ecu_model_bank_valid(t.m, 1));
+        assert_streq(ecu_model_bank_version(t.m, 1), "");
+        assert_eq(ecu_model_next_deadline(t.m), t0 + 2 * S);
+
+        /* busy meanwhile: 0x21 to physical requests, the check again too;
+         * functional TesterPresent gets nothing */
+        assert_eq(req_at(&t, R(0x22, 0xF1, 0x89), false, t0 + 1), 1);
+        assert_eq(t.len, 3u);
+        assert_memeq(t.resp, B(0x7F, 0x22, 0x21), 3);
+        assert_eq(req_at(&t, req, n, false, t0 + 2), 1);
+        assert_memeq(t.resp, B(0x7F, 0x31, 0x21), 3);
+        assert_eq(req_at(&t, R(0x3E, 0x80), true, t0 + 3), 0);
+        assert_eq(t.len, 0u);
+
+        /* 7F 31 78 every 2 s: at 2, 4, 6 and 8 s; nothing in between */
+        assert_eq(poll_at(&t, t0 + S, &next), 0);
+        assert_eq(next, t0 + 2 * S);
+        for (unsigned i = 1; i <= 4; i++) {
+                assert_eq(poll_at(&t, t0 + 2 * i * S, &next), 1);
+                assert_eq(t.len, 3u);
+                assert_memeq(t.resp, B(0x7F, 0x31, 0x78), 3);
+                assert_eq(next, t0 + (2 * i + 2) * S);
+                assert_se(!ecu_model_bank_valid(t.m, 1));
+        }
+        /* just before the 10 s: nothing; at them: the answer, and the bank is valid */
+        assert_eq(poll_at(&t, t0 + 10 * S - 1, &next), 0);
+        assert_eq(next, t0 + 10 * S);
+        assert_eq(poll_at(&t, t0 + 10 * S, &next), 1);
+        assert_eq(t.len, 5u);
+        assert_memeq(t.resp, B(0x71, 0x01, 0xFF, 0x01, 0x00), 5);
+        assert_se(!ecu_model_busy(t.m));
+        assert_se(ecu_model_bank_valid(t.m, 1));
+        assert_streq(ecu_model_bank_version(t.m, 1), "2.0.0");
+        /* S3 runs from the answer: the session is still programming 4 s later */
+        assert_eq(next, t0 + 10 * S + 5 * S);
+        assert_eq(poll_at(&t, t0 + 14 * S, &next), 0);
+        assert_eq(ecu_model_session(t.m), TG_UDS_SESSION_PROGRAMMING);
+        t.now = t0 + 14 * S;
+
+        /* a wrong hash: the 0x72 also comes after the 10 s of hashing */
+        download(&t, img, sizeof img);
+        assert_se(!ecu_model_bank_valid(t.m, 1));
+        t0 = t.now;
+        n = check_request(req, img, sizeof img, true);
+        assert_eq(req_at(&t, req, n, false, t0), 1);
+        assert_memeq(t.resp, B(0x7F, 0x31, 0x78), 3);
+        t.now = t0;
+        unsigned n78 = 0;
+        for (;;) {
+                next = ecu_model_next_deadline(t.m);
+                assert_se(next != USEC_INFINITY);
+                t.now = next;
+                assert_eq(poll_at(&t, t.now, NULL), 1);
+                if (t.resp[2] != 0x78)
+                        break;
+                n78++;
+        }
+        assert_eq(n78, 4u);
+        assert_eq(t.now, t0 + 10 * S);
+        assert_eq(t.len, 3u);
+        assert_memeq(t.resp, B(0x7F, 0x31, 0x72), 3);
+        assert_se(!ecu_model_bank_valid(t.m, 1));
+
+        /* a power cycle during the check: the bank stays invalid, the check
+         * can run again on the same bytes */
+        n = check_request(req, img, sizeof img, false);
+        t0 = t.now;
+        assert_eq(req_at(&t, req, n, false, t0), 1);
+        assert_memeq(t.resp, B(0x7F, 0x31, 0x78), 3);
+        assert_eq(poll_at(&t, t0 + 2 * S, NULL), 1);
+        ecu_model_power_cycle(t.m, t0 + 3 * S);
+        assert_se(ecu_model_take_reset(t.m));
+        assert_se(!ecu_model_busy(t.m));
+        assert_eq(poll_at(&t, t0 + 10 * S, NULL), 0);
+        assert_se(!ecu_model_bank_valid(t.m, 1));
+        assert_se(!ecu_model_switch_pending(t.m));
+        t.now = t0 + 10 * S;
+        unlock_programming(&t);
+        expect_ok(&t, req, n);
+        assert_eq(t.n_pending, 5u);
+        assert_se(ecu_model_bank_valid(t.m, 1));
+        assert_streq(ecu_model_bank_version(t.m, 1), "2.0.0");
+        ecu_model_free(t.m);
+}
+
+/* A check within P2: no 0x78, the answer from ecu_model_poll() when due;
+ * suppressed (31 81) it never comes, but the bank is valid all the same. */
+static void test_check_short(void) {
+        Tester t;
+        EcuModelConfig c = config(false);
+        static uint8_t img[IMAGE_LEN];
+        uint8_t req[40];
+        uint64_t next;
+
+        c.check_speed = 1000000; /* 20000 bytes: 20 ms < P2 (50 ms) */
+        tester_init(&t, &c);
+        make_image(img, sizeof img, "2.2.0", 9);
+        unlock_programming(&t);
+        download(&t, img, sizeof img);
+
+        uint64_t t0 = t.now;
+        size_t n = check_request(req, img, sizeof img, false);
+        assert_eq(req_at(&t, req, n, false, t0), 0);
+        assert_eq(t.len, 0u);
+        assert_se(ecu_model_busy(t.m));
+        assert_eq(ecu_model_next_deadline(t.m), t0 + 20 * USEC_PER_MSEC);
+        assert_eq(req_at(&t, R(0x3E, 0x00), false, t0 + USEC_PER_MSEC), 1);
+        assert_memeq(t.resp, B(0x7F, 0x3E, 0x21), 3);
+        assert_eq(poll_at(&t, t0 + 19 * USEC_PER_MSEC, &next), 0);
+        assert_se(!ecu_model_bank_valid(t.m, 0));
+        assert_eq(poll_at(&t, t0 + 20 * USEC_PER_MSEC, &next), 1);
+        assert_eq(t.len, 5u);
+        assert_memeq(t.resp, B(0x71, 0x01, 0xFF, 0x01, 0x00), 5);
+        assert_se(ecu_model_bank_valid(t.m, 0));
+        assert_streq(ecu_model_version(t.m), "2.2.0");
+
+        /* suppressPosRspMsgIndicationBit: nothing is sent, the bank is valid
+         * when the check is done */
+        t.now = t0 + 20 * USEC_PER_MSEC;
+        download(&t, img, sizeof img);
+        t0 = t.now;
+        req[1] = 0x81;
+        assert_eq(req_at(&t, req, n, false, t0), 0);
+        assert_se(!ecu_model_bank_valid(t.m, 0));
+        assert_eq(poll_at(&t, t0 + 20 * USEC_PER_MSEC, &next), 0);
+        assert_eq(t.len, 0u);
+        assert_se(!ecu_model_busy(t.m));
+        assert_se(ecu_model_bank_valid(t.m, 0));
+        ecu_model_free(t.m);
+}
+
+/* A whole flash of a 64 MiB image on a single-bank ECU hashing 8 MiB/s:
+ * the tester sees 0x78 at 0, 2, 4 and 6 s and the answer after 8 s. */
+static void test_check_large_image(void) {
+        Tester t;
+        EcuModelConfig c = config(false);
+        const size_t big = 64u << 20;
+
+        c.bank_size = big;
+        c.check_speed = 8u << 20;
+        tester_init(&t, &c);
+        uint8_t *img = malloc(big);
+        assert_se(img);
+        make_image(img, big, "9.0.0", 4);
+        FlashResult fr = run_flash(&t, img, big, NULL);
+        assert_eq(fr.step, STEP_OK);
+        assert_eq(fr.check_pending, 4u);
+        assert_eq(fr.check_usec, 8 * USEC_PER_SEC);
+        assert_flashed(&t, img, big, "9.0.0");
+        free(img);
+        ecu_model_free(t.m);
+}
+
 TG_TEST_MAIN(TEST(flash_ab), TEST(flash_single), TEST(pending), TEST(block_counter), TEST(faults),
-             TEST(no_mixed_image), TEST(security), TEST(s3_and_functional), TEST(preconditions_config))
+             TEST(no_mixed_image), TEST(security), TEST(s3_and_functional), TEST(preconditions_config),
+             TEST(check_pending), TEST(check_short), TEST(check_large_image))

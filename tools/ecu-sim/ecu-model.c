@@ -71,6 +71,14 @@ struct EcuModel {
         unsigned blocks;            /* accepted since RequestDownload */
 
         Pending pending;
+        /* A 0xFF01 that passed but whose answer is still owed (check_speed):
+         * the bank becomes valid when the final response goes out, not
+         * before: a power loss during the check leaves it invalid. */
+        struct {
+                bool due;
+                unsigned bank;
+                char version[ECU_MODEL_VERSION_MAX + 1];
+        } check;
         EcuModelFaults faults;
         bool precond_ok;
         bool reset_flag;
@@ -114,6 +122,7 @@ static void reset_volatile(EcuModel *m, uint64_t now) {
         m->dtc_on = true;
         m->transfer = false;
         zero(m->pending);
+        zero(m->check);
 }
 
 static void do_reset(EcuModel *m, uint64_t now) {
@@ -365,17 +374,37 @@ static bool programming_ok(const EcuModel *m) {
         return m->session == TG_UDS_SESSION_PROGRAMMING;
 }
 
-static void version_from_image(Bank *b) {
+/* ret: ECU_MODEL_VERSION_MAX + 1 bytes */
+static void version_from_image(const Bank *b, char *ret) {
         const uint8_t *p = b->data + b->img_start;
         size_t n = b->img_end - b->img_start;
         if (n > 4 && memcmp(p, "TGV:", 4) == 0) {
                 size_t i = 4;
                 while (i < n && i - 4 < ECU_MODEL_VERSION_MAX && p[i] != '\n' && p[i] != 0)
                         i++;
-                memcpy(b->version, p + 4, i - 4);
-                b->version[i - 4] = 0;
+                memcpy(ret, p + 4, i - 4);
+                ret[i - 4] = 0;
         } else
-                copy_str(b->version, sizeof b->version, "unknown");
+                copy_str(ret, ECU_MODEL_VERSION_MAX + 1, "unknown");
+}
+
+/* How long 0xFF01 hashes n bytes at check_speed (µs; 0: instant). */
+static uint64_t check_time(const EcuModel *m, size_t n) {
+        uint64_t s = m->c.check_speed;
+        if (s == 0)
+                return 0;
+        if (n > UINT64_MAX / USEC_PER_SEC)
+                return (uint64_t) n / s * USEC_PER_SEC;
+        return (uint64_t) n * USEC_PER_SEC / s;
+}
+
+/* The dependency check passed: the bank holds a valid image now. */
+static void check_commit(EcuModel *m) {
+        Bank *b = &m->bank[m->check.bank];
+        memcpy(b->version, m->check.version, sizeof b->version);
+        b->valid = true;
+        b->erased = false; /* a new download needs a new erase */
+        zero(m->check);
 }
 
 static int svc_routine(EcuModel *m, const uint8_t *req, size_t n, uint64_t *delay, uint8_t *resp, size_t size,
@@ -448,19 +477,30 @@ static int svc_routine(EcuModel *m, const uint8_t *req, size_t n, uint64_t *dela
                         return nrc(resp, size, len, req[0], 0x13);
                 if (!b->erased || !b->started || b->img_end == b->img_start)
                         return nrc(resp, size, len, req[0], TG_UDS_NRC_REQUEST_SEQUENCE_ERROR);
+                /* Hashing takes time on a real ECU: either answer comes after
+                 * it (a 0x78 first when that is longer than P2). */
+                *delay = check_time(m, b->img_end - b->img_start);
                 uint8_t h[32];
                 if (tg_kp_sha256(b->data + b->img_start, b->img_end - b->img_start, h) < 0 ||
                     memcmp(h, opt, 32) != 0)
                         return nrc(resp, size, len, req[0], TG_UDS_NRC_GENERAL_PROGRAMMING_FAILURE);
+                zero(m->check);
+                m->check.bank = t;
                 if (opt_len > 32) {
-                        memcpy(b->version, opt + 32, opt_len - 32);
-                        b->version[opt_len - 32] = 0;
+                        memcpy(m->check.version, opt + 32, opt_len - 32);
+                        m->check.version[opt_len - 32] = 0;
                 } else
-                        version_from_image(b);
-                b->valid = true;
-                b->erased = false; /* a new download needs a new erase */
+                        version_from_image(b, m->check.version);
                 ok[4] = 0x00;
-                return put(resp, size, len, ok, 5);
+                int r = put(resp, size, len, ok, 5);
+                if (r < 0)
+                        return r;
+                /* at once, or with the final response (ecu_model_poll()) */
+                if (*delay == 0)
+                        check_commit(m);
+                else
+                        m->check.due = true;
+                return r;
         }
 
         /* bank switch (A/B only, checked above) */
@@ -749,6 +789,8 @@ int ecu_model_poll(EcuModel *m, uint64_t now, uint8_t *resp, size_t resp_size, s
                                 r = 1;
                         }
                         p->active = false;
+                        if (m->check.due)
+                                check_commit(m);
                         m->last_activity = now; /* S3 runs again from the final response */
                 } else if (now >= p->next_pending_at) {
                         r = nrc(resp, resp_size, resp_len, p->sid, TG_UDS_NRC_RESPONSE_PENDING);

@@ -33,6 +33,13 @@
  *
  * 0xFF01 answers 71 01 FF 01 00 when the hash matches and NRC 0x72
  * generalProgrammingFailure when it does not (the bank stays invalid).
+ * With check_speed the check takes image bytes / check_speed seconds, as
+ * hashing does on a real ECU: longer than P2, 7F 31 78 at once, again every
+ * pending_interval_ms, and the final answer (either one) from
+ * ecu_model_poll() at the deadline; shorter, no 0x78 and the answer from
+ * ecu_model_poll(). Meanwhile requests get 0x21. The bank becomes valid only
+ * when the positive answer is due: a power cycle during the check leaves it
+ * invalid (still erased and written: 0xFF01 may be run again).
  * 0xF0B1 start: the inactive bank, if valid (else 0x22), becomes active at
  * the next reset (ECUReset or power cycle); option 0x01 ("back to the
  * previous bank") does the same on two banks. Status byte = the bank that
@@ -78,6 +85,7 @@ typedef struct EcuModelConfig {
         const char *vin;              /* F190; NULL = DID not supported */
         uint32_t erase_time_ms;       /* 0xFF00 duration */
         uint64_t write_speed;         /* TransferData bytes/s; 0 = instant */
+        uint64_t check_speed;         /* 0xFF01 hashes image bytes/s; 0 = instant */
         uint32_t max_block_length;    /* 0x34 response, whole 0x36 request; 0 = 4095 */
         uint16_t p2_ms;               /* 0 = 50 */
         uint32_t p2_star_ms;          /* 0 = 5000 (multiple of 10) */
@@ -113,7 +121,8 @@ void ecu_model_set_preconditions(EcuModel *m, bool ok);
  *   1  resp[0…*resp_len) is to be sent now (a positive or negative response,
  *      or 7F sid 78 whose final response comes from ecu_model_poll()),
  *   0  nothing to send now (suppressed, not served functionally, or a
- *      response delayed by the write speed: see ecu_model_next_deadline()),
+ *      response delayed by the write speed, erase time or check speed, not
+ *      beyond P2: see ecu_model_next_deadline()),
  *   -ENOBUFS resp_size < ECU_MODEL_RESP_MIN (the request was not
  *            processed), or a 0x22 answer for many DIDs that does not
  *            fit (0x22 changes no state),

@@ -529,6 +529,7 @@ void ecu_sim_ecu_model_config(const EcuSimEcu *e, EcuModelConfig *ret) {
                 .serial = e->serial ? e->serial : "0000",
                 .erase_time_ms = e->erase_time_ms,
                 .write_speed = e->write_speed,
+                .check_speed = e->check_speed,
                 .max_block_length = (uint32_t) e->max_block_length,
                 .pending_interval_ms = e->pending_interval_ms,
                 .security_level = (uint8_t) e->security_level,
