@@ -76,9 +76,12 @@ static int parse_buffer(const char *text, size_t size, const char *name, const T
 
         if (memchr(text, '\0', size))
                 return conf_error(err, -EINVAL, "%s: contains a NUL byte, not a text file", name);
-        buf = strndup(text, size);
+        /* No NUL inside (above), maybe none at the end: copy exactly size bytes. */
+        buf = malloc(size + 1);
         if (!buf)
                 return -ENOMEM;
+        memcpy(buf, text, size);
+        buf[size] = '\0';
 
         for (line = buf; line; line = next) {
                 char reason[256] = "";
