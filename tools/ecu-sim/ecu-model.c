@@ -459,9 +459,13 @@ static int svc_routine(EcuModel *m, const uint8_t *req, size_t n, uint64_t *dela
                         if (window_offset(m, a, s) < 0)
                                 return nrc(resp, size, len, req[0], TG_UDS_NRC_REQUEST_OUT_OF_RANGE);
                 }
-                /* the whole bank: no old byte can end up inside a new image */
+                /* Every byte written since the last erase lies in [img_start,
+                 * img_end) (downloads are contiguous and extend img_end), and
+                 * no service reads outside it: erasing that range is erasing
+                 * the bank, and no old byte can end up inside a new image.
+                 * (A whole-bank memset would make every bank resident.) */
                 bank_invalidate(b);
-                memset(b->data, 0xFF, m->c.bank_size);
+                memset(b->data + b->img_start, 0xFF, b->img_end - b->img_start);
                 b->img_start = b->img_end = 0;
                 b->erased = true;
                 b->started = false;
@@ -857,13 +861,16 @@ EcuModel *ecu_model_new(const EcuModelConfig *c) {
 
         m->n_banks = c->ab_banks ? 2 : 1;
         for (unsigned i = 0; i < m->n_banks; i++) {
-                m->bank[i].data = malloc(c->bank_size);
+                /* calloc: large banks are mapped lazily, so a 20-ECU vehicle
+                 * costs the memory of what is written, not of its banks. The
+                 * value of bytes never written is not modelled (no service
+                 * reads outside the image). */
+                m->bank[i].data = calloc(1, c->bank_size);
                 if (!m->bank[i].data) {
                         ecu_model_free(m);
                         errno = ENOMEM;
                         return NULL;
                 }
-                memset(m->bank[i].data, 0xFF, c->bank_size);
                 m->bank[i].erased = true;
         }
         Bank *a = &m->bank[0];
