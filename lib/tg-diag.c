@@ -800,6 +800,12 @@ typedef struct IsotpNode {
         TgIsotpConfig config;
         TgCanBus *bus;
         TgIsotpSocket *socket;
+        /* or a kernel CAN_ISOTP socket */
+        int kfd;
+        sd_event_source *kio;
+        bool ksending;          /* written, waiting for EPOLLOUT (the transmission ended) */
+        const uint8_t *kreq;    /* not written yet (EAGAIN) */
+        size_t kreq_len;
 } IsotpNode;
 
 typedef struct Isotp {
@@ -811,6 +817,11 @@ typedef struct Isotp {
         IsotpNode *inflight;
         bool starting;
         TgIsotpError start_error;
+        TgDiagIsotpKernel kernel;
+        uint32_t bitrate, restart_ms;
+        bool link_up;           /* the interface was brought up (bitrate) */
+        uint8_t *kbuf;          /* a kernel socket's message, max_rx bytes */
+        size_t kbuf_size;
 } Isotp;
 
 static Isotp *isotp_of(TgDiagChannel *ch) {
@@ -819,8 +830,15 @@ static Isotp *isotp_of(TgDiagChannel *ch) {
 
 static void isotp_close(Isotp *t) {
         for (size_t i = 0; i < t->n_nodes; i++) {
-                t->nodes[i].socket = tg_isotp_socket_free(t->nodes[i].socket);
-                t->nodes[i].bus = tg_can_close(t->nodes[i].bus);
+                IsotpNode *n = &t->nodes[i];
+                n->socket = tg_isotp_socket_free(n->socket);
+                n->bus = tg_can_close(n->bus);
+                n->kio = sd_event_source_disable_unref(n->kio);
+                if (n->kfd >= 0)
+                        (void) close(n->kfd);
+                n->kfd = -EBADF;
+                n->ksending = false;
+                n->kreq = NULL;
         }
         t->open = false;
         t->inflight = NULL;
@@ -868,10 +886,117 @@ static void isotp_event(TgIsotp *e, const TgIsotpEvent *ev, void *userdata) {
         }
 }
 
+/* ---- kernel CAN_ISOTP sockets ---- */
+
+static void kernel_fail(Isotp *t, IsotpNode *n, int err) {
+        if (t->inflight != n)
+                return;
+        t->inflight = NULL;
+        n->ksending = false;
+        n->kreq = NULL;
+        if (err == ENETDOWN || err == ENODEV || err == ENXIO) {
+                t->open = false; /* reopened by the next request */
+                tg_diag_channel_fail(&t->ch, &(TgDiagResult) { .error = TG_DIAG_CONNECTION_LOST, .errno_ = err });
+        } else {
+                /* the kernel's ISO-TP errors (net/can/isotp.c) */
+                TgIsotpError e = err == ECOMM       ? TG_ISOTP_ERR_TIMEOUT_BS
+                                 : err == ETIMEDOUT ? TG_ISOTP_ERR_TIMEOUT_CR
+                                 : err == EILSEQ    ? TG_ISOTP_ERR_WRONG_SN
+                                 : err == EMSGSIZE  ? TG_ISOTP_ERR_OVERFLOW
+                                                    : TG_ISOTP_ERR_ABORTED;
+                tg_diag_channel_fail(&t->ch, &(TgDiagResult) { .error = TG_DIAG_TRANSPORT, .code = (uint8_t) e,
+                                                                .errno_ = err });
+        }
+}
+
+/* Write the pending request. 0 written or waiting (EAGAIN), <0 an error. */
+static int kernel_write(IsotpNode *n) {
+        ssize_t k = write(n->kfd, n->kreq, n->kreq_len);
+
+        if (k < 0)
+                return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        if ((size_t) k != n->kreq_len)
+                return -EIO; /* a datagram socket writes all or nothing */
+        n->kreq = NULL;
+        n->ksending = true;
+        return 0;
+}
+
+static int on_kernel_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        IsotpNode *n = userdata;
+        Isotp *t = n->owner;
+        int r;
+
+        (void) s, (void) fd;
+        if (revents & EPOLLERR) {
+                int err = 0;
+                socklen_t len = sizeof err;
+                if (getsockopt(n->kfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        err = errno;
+                kernel_fail(t, n, err ? err : EIO);
+                if (!t->open)
+                        return 0;
+        }
+        if (revents & EPOLLOUT) {
+                if (n->kreq) {
+                        r = kernel_write(n);
+                        if (r < 0)
+                                kernel_fail(t, n, -r);
+                } else if (n->ksending) {
+                        n->ksending = false;
+                        if (t->inflight == n) {
+                                t->inflight = NULL;
+                                tg_diag_channel_sent(&t->ch);
+                                tg_diag_channel_acked(&t->ch);
+                        }
+                }
+        }
+        if (revents & EPOLLIN)
+                for (;;) {
+                        ssize_t k = read(n->kfd, t->kbuf, t->kbuf_size);
+                        if (k < 0) {
+                                if (errno != EAGAIN && errno != EINTR)
+                                        kernel_fail(t, n, errno);
+                                break;
+                        }
+                        if (k > 0 && !n->functional)
+                                tg_diag_channel_response(&t->ch, n->address, t->kbuf, (size_t) k);
+                        if (!t->open || !n->kio)
+                                return 0;
+                }
+        if (n->kio)
+                (void) sd_event_source_set_io_events(n->kio, n->kreq || n->ksending ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        return 0;
+}
+
+/* 1: a kernel socket is open; 0: use the userspace engine; <0 an error. */
+static int kernel_open_node(Isotp *t, IsotpNode *n) {
+        int fd;
+
+        if (t->kernel == TG_DIAG_ISOTP_KERNEL_NEVER || n->functional || startswith(t->bus_spec, "unix:"))
+                return 0;
+        fd = tg_isotp_kernel_open(t->bus_spec, &n->config);
+        if (fd == -EAFNOSUPPORT && t->kernel == TG_DIAG_ISOTP_KERNEL_AUTO)
+                return 0;
+        if (fd < 0)
+                return fd;
+        n->kfd = fd;
+        if (!t->kbuf) {
+                t->kbuf_size = n->config.max_rx ? n->config.max_rx : TG_ISOTP_DEFAULT_MAX_RX;
+                t->kbuf = malloc(t->kbuf_size);
+                if (!t->kbuf)
+                        return -ENOMEM;
+        }
+        return sd_event_add_io(t->ch.event, &n->kio, fd, EPOLLIN, on_kernel_io, n) < 0 ? -ENOMEM : 1;
+}
+
 static int isotp_open_node(Isotp *t, IsotpNode *n) {
         TgCanOptions o = { .fd = n->config.fd, .filters = &n->config.rx_id, .n_filters = 1 };
         int r;
 
+        r = kernel_open_node(t, n);
+        if (r != 0)
+                return r < 0 ? r : 0;
         r = tg_can_open(t->bus_spec, &o, &n->bus);
         if (r < 0)
                 return r;
@@ -893,6 +1018,12 @@ static int isotp_connect(TgDiagChannel *ch) {
         if (t->open)
                 return 1;
         isotp_close(t); /* what is left of a bus that went away */
+        if (t->bitrate > 0 && !t->link_up) {
+                r = tg_can_link_up(t->bus_spec, t->bitrate, 0, t->restart_ms);
+                if (r < 0)
+                        return r;
+                t->link_up = true;
+        }
         for (size_t i = 0; i < t->n_nodes; i++) {
                 r = isotp_open_node(t, &t->nodes[i]);
                 if (r < 0) {
@@ -915,6 +1046,18 @@ static int isotp_start(TgDiagChannel *ch, uint16_t target, const uint8_t *req, s
         if (!n)
                 return -ENXIO;
         t->inflight = n;
+        if (n->kio) {
+                n->kreq = req;
+                n->kreq_len = len;
+                r = kernel_write(n);
+                if (r < 0) {
+                        n->kreq = NULL;
+                        t->inflight = NULL;
+                        return r;
+                }
+                /* sent once writable again: the transmission ended */
+                return sd_event_source_set_io_events(n->kio, EPOLLIN | EPOLLOUT) < 0 ? -EIO : 0;
+        }
         t->starting = true;
         t->start_error = TG_ISOTP_OK;
         r = tg_isotp_socket_send(n->socket, req, len);
@@ -934,6 +1077,7 @@ static void isotp_abort(TgDiagChannel *ch) {
         if (t->inflight) {
                 IsotpNode *n = t->inflight;
                 t->inflight = NULL;
+                n->kreq = NULL; /* a kernel transmission runs to its end */
                 if (n->socket && tg_isotp_tx_busy(tg_isotp_socket_engine(n->socket)))
                         tg_isotp_abort_tx(tg_isotp_socket_engine(n->socket), TG_ISOTP_ERR_ABORTED);
         }
@@ -944,6 +1088,7 @@ static void isotp_free(TgDiagChannel *ch) {
 
         isotp_close(t);
         sd_event_unref(ch->event);
+        free(t->kbuf);
         free(t->nodes);
         free(t->bus_spec);
         free(t);
@@ -962,7 +1107,8 @@ int tg_diag_isotp_new(sd_event *event, const TgDiagIsotpConfig *cfg, TgDiagChann
         TgIsotpConfig base;
         Isotp *t;
 
-        if (!event || !cfg || !cfg->bus || !ret || (cfg->n_ecus > 0 && !cfg->ecus))
+        if (!event || !cfg || !cfg->bus || !ret || (cfg->n_ecus > 0 && !cfg->ecus) ||
+            (unsigned) cfg->kernel >= _TG_DIAG_ISOTP_KERNEL_MAX)
                 return -EINVAL;
         if (cfg->isotp)
                 base = *cfg->isotp;
@@ -972,6 +1118,9 @@ int tg_diag_isotp_new(sd_event *event, const TgDiagIsotpConfig *cfg, TgDiagChann
         if (!t)
                 return -ENOMEM;
         tg_diag_channel_init(&t->ch, &isotp_ops, event);
+        t->kernel = cfg->kernel;
+        t->bitrate = cfg->bitrate;
+        t->restart_ms = cfg->restart_ms;
         t->bus_spec = strdup(cfg->bus);
         t->nodes = calloc(cfg->n_ecus + 1, sizeof *t->nodes);
         if (!t->bus_spec || !t->nodes) {
@@ -980,14 +1129,14 @@ int tg_diag_isotp_new(sd_event *event, const TgDiagIsotpConfig *cfg, TgDiagChann
         }
         for (size_t i = 0; i < cfg->n_ecus; i++) {
                 IsotpNode *n = &t->nodes[t->n_nodes++];
-                *n = (IsotpNode) { .owner = t, .address = cfg->ecus[i].address, .config = base };
+                *n = (IsotpNode) { .owner = t, .address = cfg->ecus[i].address, .config = base, .kfd = -EBADF };
                 n->config.tx_id = cfg->ecus[i].tx_id;
                 n->config.rx_id = cfg->ecus[i].rx_id;
         }
         if (cfg->functional_tx_id != 0) {
                 IsotpNode *n = &t->nodes[t->n_nodes++];
                 *n = (IsotpNode) { .owner = t, .address = TG_DIAG_FUNCTIONAL_ADDRESS, .functional = true,
-                                   .config = base };
+                                   .config = base, .kfd = -EBADF };
                 /* sends only; it listens to its own id, which no ECU sends on */
                 n->config.tx_id = n->config.rx_id = cfg->functional_tx_id;
         }

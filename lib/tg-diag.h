@@ -176,6 +176,15 @@ typedef struct TgDiagIsotpEcu {
 
 #define TG_DIAG_FUNCTIONAL_ADDRESS 0xE400 /* the target meaning "every ECU" (DoIP's functional address) */
 
+/* Which ISO-TP implementation carries an ECU's messages on a SocketCAN
+ * interface ("unix:" hub specs always use the userspace engine). */
+typedef enum TgDiagIsotpKernel {
+        TG_DIAG_ISOTP_KERNEL_AUTO = 0,  /* the kernel's CAN_ISOTP where it has it, else userspace */
+        TG_DIAG_ISOTP_KERNEL_NEVER,     /* always tg-isotp over a raw socket */
+        TG_DIAG_ISOTP_KERNEL_REQUIRED,  /* the kernel's or nothing: -EAFNOSUPPORT without it */
+        _TG_DIAG_ISOTP_KERNEL_MAX,
+} TgDiagIsotpKernel;
+
 typedef struct TgDiagIsotpConfig {
         const char *bus;                /* tg_can_open() spec: "vcan0", "unix:/run/…/bus.sock" */
         /* ids, padding, BS/STmin, FD/TX_DL taken from here (ids replaced
@@ -188,10 +197,32 @@ typedef struct TgDiagIsotpConfig {
          * short; suppressed ones complete once sent, others take the first
          * answer of any ECU. */
         uint32_t functional_tx_id;
+        /* Physical requests and responses (the functional requests stay on
+         * the userspace engine: single frames on a raw socket). */
+        TgDiagIsotpKernel kernel;
+        /* SocketCAN only: before the bus is first opened, bring the
+         * interface up at this bit rate with automatic restart restart_ms
+         * after bus-off (tg_can_link_up(): libsocketcan, CAP_NET_ADMIN).
+         * 0: leave the interface as it is. */
+        uint32_t bitrate;
+        uint32_t restart_ms;
 } TgDiagIsotpConfig;
 
-/* An ISO-TP channel: one bus member (TgCanBus + TgIsotpSocket) per ECU and
- * one for functional requests, opened by the first request or
- * tg_diag_connect_wait(), reopened after the bus went away. A target that is
- * not configured: -ENXIO from tg_diag_request(). */
+/* An ISO-TP channel: one bus member (TgCanBus + TgIsotpSocket, or a kernel
+ * CAN_ISOTP socket, see kernel) per ECU and one for functional requests,
+ * opened by the first request or tg_diag_connect_wait(), reopened after the
+ * bus went away. A target that is not configured: -ENXIO from
+ * tg_diag_request(); a bus that cannot be opened (or brought up): its
+ * negative errno from there.
+ *
+ * Kernel sockets: the request is written whole and counts as sent when the
+ * socket is writable again (kernels with isotp_poll(), Linux 6.4 and the
+ * stable kernels patched since April 2023, report EPOLLOUT only once the
+ * transmission ended; older ones at once, so P2 may start before the last
+ * frame left). A socket error ends the request with
+ * TG_DIAG_TRANSPORT, errno_ set and code the TgIsotpError it stands for
+ * (ECOMM: no flow control, TIMEOUT_BS; ETIMEDOUT: TIMEOUT_CR; EILSEQ:
+ * WRONG_SN; EMSGSIZE: OVERFLOW; others ABORTED). The kernel path cannot run
+ * on machines without CAN_ISOTP (the build and test machines): only its
+ * fallback and error paths are tested there. */
 int tg_diag_isotp_new(sd_event *event, const TgDiagIsotpConfig *cfg, TgDiagChannel **ret);

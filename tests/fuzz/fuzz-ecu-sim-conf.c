@@ -40,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_ASSERT(b->name && b->spec);
                 FUZZ_ASSERT(b->fd || (b->data_length <= 8 && !b->brs));
                 FUZZ_ASSERT(b->block_size <= 255 && (b->stmin <= 0x7F || (b->stmin >= 0xF1 && b->stmin <= 0xF9)));
+                FUZZ_ASSERT(!b->bitrate || !startswith(b->spec, "unix:"));
         }
         for (size_t i = 0; i < c.n_ecus; i++) {
                 const EcuSimEcu *e = &c.ecus[i];

@@ -713,8 +713,10 @@ static void test_isotp_channel(void) {
 
         tg_isotp_config_init(&tmpl, 0, 0, false);
         tmpl.bs = 8;
+        /* a bit rate for a hub is a no-op (no interface to bring up) */
         assert_ok(tg_diag_isotp_new(e, &(TgDiagIsotpConfig) { .bus = hub.spec, .isotp = &tmpl, .ecus = ecus,
-                                                              .n_ecus = 1, .functional_tx_id = 0x7DF }, &ch));
+                                                              .n_ecus = 1, .functional_tx_id = 0x7DF,
+                                                              .bitrate = 500000, .restart_ms = 100 }, &ch));
         ch->timing.p2_usec = 100 * USEC_PER_MSEC;
         ch->timing.p2_star_usec = 300 * USEC_PER_MSEC;
         ch->timing.margin_usec = 50 * USEC_PER_MSEC;
@@ -763,6 +765,37 @@ static void test_isotp_channel(void) {
         hub_stop(&hub);
 }
 
+/* A SocketCAN interface: the kernel's CAN_ISOTP is asked for first (and
+ * required when so configured), the userspace engine is the fallback, and a
+ * bit rate brings the interface up first. This machine has no CAN in its
+ * kernel, so these are the named errors of each path. */
+static void test_isotp_socketcan(void) {
+        static const TgDiagIsotpEcu ecus[] = { { .address = ECU_ADDR, .tx_id = ECU_TX, .rx_id = ECU_RX } };
+        static const TgDiagIsotpKernel modes[] = { TG_DIAG_ISOTP_KERNEL_AUTO, TG_DIAG_ISOTP_KERNEL_NEVER,
+                                                   TG_DIAG_ISOTP_KERNEL_REQUIRED };
+        sd_event *e = event_new();
+        TgDiagChannel *ch;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                assert_ok(tg_diag_isotp_new(e, &(TgDiagIsotpConfig) { .bus = "tgtest0", .ecus = ecus, .n_ecus = 1,
+                                                                      .kernel = modes[i] }, &ch));
+                r = tg_diag_request(ch, ECU_ADDR, rdbi, sizeof rdbi, NULL, NULL);
+                fprintf(stderr, "  kernel mode %zu: %s\n", i, strerror(-r));
+                /* no PF_CAN / CAN_ISOTP here, or no such interface where there is */
+                assert_se(r == -EAFNOSUPPORT || r == -ENODEV);
+                tg_diag_free(ch);
+        }
+        assert_ok(tg_diag_isotp_new(e, &(TgDiagIsotpConfig) { .bus = "tgtest0", .ecus = ecus, .n_ecus = 1,
+                                                              .bitrate = 500000, .restart_ms = 100 }, &ch));
+        r = tg_diag_request(ch, ECU_ADDR, rdbi, sizeof rdbi, NULL, NULL);
+        fprintf(stderr, "  bring-up: %s\n", strerror(-r));
+        assert_se(r == -ENODEV || r == -EOPNOTSUPP || r == -EAFNOSUPPORT);
+        tg_diag_free(ch);
+        assert_eq(tg_diag_isotp_new(e, &(TgDiagIsotpConfig) { .bus = "tgtest0", .kernel = 7 }, &ch), -EINVAL);
+        sd_event_unref(e);
+}
+
 /* TesterPresent while idle; its acks do not confuse the next request's. */
 static void test_keepalive(void) {
         Server s;
@@ -787,7 +820,7 @@ static void test_keepalive(void) {
         sd_event_unref(e);
 }
 
-TG_TEST_MAIN(TEST(happy_path),
+TG_TEST_MAIN(TEST(happy_path), TEST(isotp_socketcan),
              TEST(pending_within_cap),
              TEST(pending_storm),
              TEST(p2_timeout),

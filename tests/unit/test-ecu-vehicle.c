@@ -620,7 +620,7 @@ static void test_conf(void) {
         TgConfError err;
 
         assert_ok(parse("[Vehicle]\nListen=[::1]:13400\nVIN=WVWZZZ1JZXW000001\n"
-                        "[Bus chassis]\nSpec=can1\nFD=yes\nDataLength=32\nSTmin=0xF1\n"
+                        "[Bus chassis]\nSpec=can1\nFD=yes\nDataLength=32\nSTmin=0xF1\nBitRate=500k\nRestartMs=100\n"
                         "[Ecu abs]\nAddress=0x0720\nBus=chassis\nRequestId=0x18DA20F1\nResponseId=0x18DAF120\n"
                         "Banks=single\nBankSize=512K\nFaultNrc=36:72\nFaultPendingStorm=31:20\n"
                         "[Ecu gw]\nAddress=1001\nBankSize=1M\n",
@@ -629,6 +629,8 @@ static void test_conf(void) {
         assert_eq(c.n_ecus, 2u);
         assert_se(c.buses[0].fd && c.buses[0].data_length == 32 && c.buses[0].stmin == 0xF1);
         assert_eq(c.buses[0].functional_id, 0x7DFu);
+        assert_eq(c.buses[0].bitrate, 500000u);
+        assert_eq(c.buses[0].restart_ms, 100u);
         assert_eq(c.ecus[0].request_id, 0x18DA20F1u | 0x80000000u);
         assert_eq(c.ecus[0].bus_index, 0);
         assert_eq(c.ecus[0].faults.nrc_sid, 0x36);
@@ -671,6 +673,9 @@ static void test_conf(void) {
         expect_error("[Bus b]\nSpec=can0\nDataLength=64\n", "classic CAN frame");
         expect_error("[Bus b]\nDataLength=13\n", "test.conf:2");
         expect_error("[Bus b]\nSTmin=0x80\n", "STmin");
+        expect_error("[Bus b]\nBitRate=5\n", "bit rate");
+        expect_error("[Bus b]\nBitRate=9M\n", "bit rate");
+        expect_error("[Bus b]\nSpec=unix:/x\nBitRate=500k\n", "SocketCAN");
         expect_error("[Bus ethernet]\nSpec=x\n", "DoIP entity");
         expect_error("[Ecu a]\nFaultNrc=36\n", "SID:NRC");
         expect_error("[Ecu a]\nFaultNrc=36:78\n", "FaultPendingStorm");

@@ -411,6 +411,20 @@ static void test_bad_input(void) {
         assert_contains(err, "Bad --dl=63");
         RUN(&can, 2, out, err, "--doip=127.0.0.1", "--target=1", "--can=unix:/x", "read", "F189");
         assert_contains(err, "exclude each other");
+        RUN(&can, 2, out, err, "--can=tgtest0", "--tx-id=0x7E0", "--rx-id=0x7E8", "--kernel-isotp=maybe", "read",
+            "F189");
+        assert_contains(err, "Bad --kernel-isotp=maybe");
+        RUN(&can, 2, out, err, "--can=tgtest0", "--tx-id=0x7E0", "--rx-id=0x7E8", "--bitrate=5", "read", "F189");
+        assert_contains(err, "Bad --bitrate=5");
+        RUN(&can, 2, out, err, "--doip=127.0.0.1", "--target=1", "--bitrate=500000", "read", "F189");
+        assert_contains(err, "are for --can=");
+        /* an interface this machine does not have: the kernel's ISO-TP, or
+         * the bring-up through libsocketcan, fail with a named error */
+        RUN(&can, 3, out, err, "--can=tgtest0", "--tx-id=0x7E0", "--rx-id=0x7E8", "--kernel-isotp=yes", "read",
+            "F189");
+        assert_contains(err, "tgtest0");
+        RUN(&can, 3, out, err, "--can=tgtest0", "--tx-id=0x7E0", "--rx-id=0x7E8", "--bitrate=500000", "read", "F189");
+        assert_contains(err, "tgtest0");
 
         /* and the harmless ones */
         RUN(&can, 0, out, err, "--help");

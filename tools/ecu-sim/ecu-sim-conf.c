@@ -179,6 +179,28 @@ static int parse_data_length(const char *value, void *field, const void *extra, 
         return 0;
 }
 
+/* 500000, 500k, 1M: 10 kbit/s … 8 Mbit/s. */
+static int parse_bitrate(const char *value, void *field, const void *extra, char *reason, size_t reason_size) {
+        uint64_t v, mult = 1;
+        _cleanup_free_ char *copy = strdup(value);
+        size_t n;
+
+        (void) extra;
+        if (!copy)
+                return -ENOMEM;
+        n = strlen(copy);
+        if (n > 0 && (copy[n - 1] == 'k' || copy[n - 1] == 'M')) {
+                mult = copy[n - 1] == 'k' ? 1000 : 1000000;
+                copy[n - 1] = '\0';
+        }
+        if (tg_parse_uint64(copy, &v) < 0 || v == 0 || v > 8000000 / mult || v * mult < 10000) {
+                snprintf(reason, reason_size, "expected a bit rate of 10k…8M bit/s (500000, 500k, 1M)");
+                return -EINVAL;
+        }
+        *(uint64_t *) field = v * mult;
+        return 0;
+}
+
 /* Fault values: "SID:NRC" and "SID:COUNT" (SID and NRC in hex). */
 static int parse_sid_pair(const char *value, uint8_t *sid, uint64_t *second, bool second_hex) {
         _cleanup_free_ char *copy = strdup(value);
@@ -261,6 +283,7 @@ static int parse_short_string(const char *value, void *field, const void *extra,
 static const TgConfRange range_bank_size = { .min = 1, .max = UINT64_C(1) << 32 };
 static const TgConfRange range_block_size = { .min = 0, .max = 255 };
 static const TgConfRange range_erase = { .min = 0, .max = 600000 };
+static const TgConfRange range_restart = { .min = 0, .max = 60000 };
 static const TgConfRange range_pending = { .min = 1, .max = 60000 };
 static const TgConfRange range_max_block = { .min = 3, .max = 64 * 1024 * 1024 };
 static const TgConfRange range_level = { .min = 1, .max = 0x41 };
@@ -284,6 +307,8 @@ static const TgConfItem items[] = {
         B("BlockSize", tg_conf_parse_unsigned, block_size, &range_block_size),
         B("STmin", parse_stmin, stmin, NULL),
         B("FunctionalId", parse_can_id, functional_id, NULL),
+        B("BitRate", parse_bitrate, bitrate, NULL),
+        B("RestartMs", tg_conf_parse_unsigned, restart_ms, &range_restart),
 
         E("Address", parse_ecu_address, address, NULL),
         E("Bus", parse_name, bus, NULL),
@@ -456,6 +481,10 @@ int ecu_sim_config_check(EcuSimConfig *c, TgConfError *err) {
                                     bus->name, bus->data_length);
                 if (!bus->fd && bus->brs)
                         return fail(err, bus->where, "[Bus %s] BitRateSwitch=yes needs FD=yes", bus->name);
+                if (bus->bitrate && startswith(bus->spec, "unix:"))
+                        return fail(err, bus->where,
+                                    "[Bus %s] BitRate= is for SocketCAN interfaces; a hub's pace is its --bitrate=",
+                                    bus->name);
         }
         for (size_t i = 0; i < c->n_ecus; i++) {
                 EcuSimEcu *e = &c->ecus[i];

@@ -9,7 +9,7 @@
  *
  *   [Vehicle]      VIN=, EntityAddress=, Listen=
  *   [Bus NAME]     Spec=, FD=, BitRateSwitch=, DataLength=, Padding=,
- *                  BlockSize=, STmin=, FunctionalId=
+ *                  BlockSize=, STmin=, FunctionalId=, BitRate=, RestartMs=
  *   [Ecu NAME]     Address=, Bus=, RequestId=, ResponseId=, Banks=,
  *                  BankSize=, MemoryAddress=, Version=, PartNumber=,
  *                  Serial=, WriteSpeed=, EraseTime=, CheckSpeed=,
@@ -46,6 +46,8 @@ typedef struct EcuSimBus {
         unsigned block_size;     /* BS the ECUs ask of the tester (default 8) */
         unsigned stmin;          /* raw STmin byte the ECUs ask for */
         uint32_t functional_id;  /* default 0x7DF */
+        uint64_t bitrate;        /* SocketCAN: bring the interface up at this rate (0: as it is) */
+        unsigned restart_ms;     /* SocketCAN: automatic restart after bus-off (with bitrate) */
         char where[80];          /* "file:line" of the section, for messages */
 } EcuSimBus;
 

@@ -45,6 +45,7 @@
 #include "ecu-model.h"
 #include "ecu-sim-conf.h"
 #include "ecu-sim-isotp.h"
+#include "tg-can.h"
 #include "tg-doip.h"
 #include "tg-event.h"
 #include "tg-log.h"
@@ -902,6 +903,24 @@ static void on_isotp_functional(EcuIsotp *n, const uint8_t *data, size_t len, bo
         sim_arm(s);
 }
 
+/* SocketCAN buses with BitRate=: up at that rate (libsocketcan). */
+static int sim_setup_buses(Sim *s) {
+        for (size_t b = 0; b < s->config.n_buses; b++) {
+                const EcuSimBus *bus = &s->config.buses[b];
+                int r;
+
+                if (!bus->bitrate)
+                        continue;
+                r = tg_can_link_up(bus->spec, (uint32_t) bus->bitrate, 0, bus->restart_ms);
+                if (r < 0)
+                        return log_error_errno(r, "Bus %s: cannot bring %s up at %" PRIu64 " bit/s: %m", bus->name,
+                                               bus->spec, bus->bitrate);
+                log_info("Bus %s: %s up at %" PRIu64 " bit/s, restart after bus-off %u ms.", bus->name, bus->spec,
+                         bus->bitrate, bus->restart_ms);
+        }
+        return 0;
+}
+
 static int sim_setup_ecus(Sim *s) {
         s->max_payload = TG_DOIP_MAX_PAYLOAD_DEFAULT + 2; /* 4 MiB + 6 */
         s->n_ecus = (unsigned) s->config.n_ecus;
@@ -984,6 +1003,9 @@ static int run(int argc, char *argv[]) {
                 log_error_errno(r, "Cannot set up the event loop: %m");
                 goto out;
         }
+        r = sim_setup_buses(s);
+        if (r < 0)
+                goto out;
         r = sim_setup_ecus(s);
         if (r < 0)
                 goto out;

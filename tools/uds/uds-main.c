@@ -131,6 +131,9 @@ static void help(void) {
                "  --tx-id=ID --rx-id=ID   ISO-TP request and response ids (0x7E0, 0x7E8)\n"
                "  --fd, --dl=N, --brs     CAN FD frames, their size (8…64), bit-rate switch\n"
                "  --functional-id=ID      ISO-TP functional request id (0x7DF) for --target=functional\n"
+               "  --bitrate=N             bring the SocketCAN interface up at N bit/s (--restart-ms=MS\n"
+               "                          after bus-off); needs CAP_NET_ADMIN\n"
+               "  --kernel-isotp=auto|yes|no  the kernel's CAN_ISOTP on an interface (auto: where it exists)\n"
                "  --target=ADDR           the ECU's logical address (DoIP: required; ISO-TP: default the tx id)\n"
                "  --p2=TIME               wait at least TIME for each response (default: the ECU's P2 + 50ms)\n"
                "  --timeout=TIME          connection timeout (default 10s)\n\n"
@@ -164,7 +167,8 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
         enum {
                 ARG_DOIP = 0x100, ARG_TESTER, ARG_CAN, ARG_TX_ID, ARG_RX_ID, ARG_FD, ARG_DL, ARG_BRS, ARG_FUNCTIONAL,
                 ARG_TARGET, ARG_P2, ARG_TIMEOUT, ARG_JSON, ARG_LOG_LEVEL, ARG_VERSION, ARG_AB, ARG_MEMORY_ADDRESS,
-                ARG_NO_SECURITY, ARG_SECURITY_LEVEL, ARG_EXTENDED, ARG_DTC_OFF, ARG_COMM_OFF,
+                ARG_NO_SECURITY, ARG_SECURITY_LEVEL, ARG_EXTENDED, ARG_DTC_OFF, ARG_COMM_OFF, ARG_BITRATE,
+                ARG_RESTART_MS, ARG_KERNEL_ISOTP,
         };
         static const struct option options[] = {
                 { "doip", required_argument, NULL, ARG_DOIP },
@@ -176,6 +180,9 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                 { "dl", required_argument, NULL, ARG_DL },
                 { "brs", no_argument, NULL, ARG_BRS },
                 { "functional-id", required_argument, NULL, ARG_FUNCTIONAL },
+                { "bitrate", required_argument, NULL, ARG_BITRATE },
+                { "restart-ms", required_argument, NULL, ARG_RESTART_MS },
+                { "kernel-isotp", required_argument, NULL, ARG_KERNEL_ISOTP },
                 { "target", required_argument, NULL, ARG_TARGET },
                 { "p2", required_argument, NULL, ARG_P2 },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
@@ -232,6 +239,32 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                         break;
                 case ARG_FD:
                         u->fd = true;
+                        break;
+                case ARG_BITRATE:
+                        if (tg_parse_uint64(optarg, &w) < 0 || w < 10000 || w > 8000000) {
+                                uds_error("Bad --bitrate=%s: takes 10000…8000000 bit/s.", optarg);
+                                return -EINVAL;
+                        }
+                        u->bitrate = (uint32_t) w;
+                        break;
+                case ARG_RESTART_MS:
+                        if (tg_parse_uint64(optarg, &w) < 0 || w > 60000) {
+                                uds_error("Bad --restart-ms=%s: takes 0…60000.", optarg);
+                                return -EINVAL;
+                        }
+                        u->restart_ms = (uint32_t) w;
+                        break;
+                case ARG_KERNEL_ISOTP:
+                        if (streq(optarg, "auto"))
+                                u->kernel = TG_DIAG_ISOTP_KERNEL_AUTO;
+                        else if (streq(optarg, "no"))
+                                u->kernel = TG_DIAG_ISOTP_KERNEL_NEVER;
+                        else if (streq(optarg, "yes"))
+                                u->kernel = TG_DIAG_ISOTP_KERNEL_REQUIRED;
+                        else {
+                                uds_error("Bad --kernel-isotp=%s: takes auto, yes or no.", optarg);
+                                return -EINVAL;
+                        }
                         break;
                 case ARG_BRS:
                         u->brs = true;
@@ -349,8 +382,10 @@ static int check_transport(Uds *u) {
                 return -EINVAL;
         }
         if (u->doip) {
-                if (u->have_tx_id || u->have_rx_id || u->fd || u->brs || u->dl || u->functional_id) {
-                        uds_error("--tx-id=, --rx-id=, --fd, --dl=, --brs and --functional-id= are for --can=.");
+                if (u->have_tx_id || u->have_rx_id || u->fd || u->brs || u->dl || u->functional_id || u->bitrate ||
+                    u->restart_ms || u->kernel) {
+                        uds_error("--tx-id=, --rx-id=, --fd, --dl=, --brs, --functional-id=, --bitrate=, --restart-ms= "
+                                  "and --kernel-isotp= are for --can=.");
                         return -EINVAL;
                 }
                 if (!u->have_target) {

@@ -197,6 +197,9 @@ int uds_channel_new(Uds *u) {
                         .ecus = &ecu,
                         .n_ecus = 1,
                         .functional_tx_id = u->functional_id,
+                        .kernel = (TgDiagIsotpKernel) u->kernel,
+                        .bitrate = u->bitrate,
+                        .restart_ms = u->restart_ms,
                 };
 
                 tg_isotp_config_init(&base, u->tx_id, u->rx_id, u->fd);

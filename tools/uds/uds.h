@@ -32,6 +32,8 @@ typedef struct Uds {
         uint32_t tx_id, rx_id, functional_id;
         bool have_tx_id, have_rx_id;
         bool fd, brs;
+        uint32_t bitrate, restart_ms;   /* SocketCAN bring-up (0: as it is) */
+        int kernel;                     /* TgDiagIsotpKernel */
         unsigned dl;
         uint16_t target;
         bool have_target;
