@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <fcntl.h>
 #include <float.h>
 #include <linux/can.h>
 #include <linux/can/error.h>
@@ -7,14 +6,12 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 
 #include "tg-can.h"
-#include "tg-test.h"
+#include "tg-test-proc.h"
 
 /* ---- helpers ---- */
 
@@ -827,105 +824,6 @@ static void test_link(void) {
 
 /* ---- the hub ---- */
 
-typedef struct HubProc {
-        pid_t pid;
-        char *path, *spec, *log;
-} HubProc;
-
-static const char *hub_binary(void) {
-        const char *p = getenv("TG_CANHUB");
-
-        if (!p || !*p) {
-                fprintf(stderr, "  TG_CANHUB not set (run through meson test): hub cases skipped\n");
-                return NULL;
-        }
-        return p;
-}
-
-static pid_t spawn_hub(const char *path, const char *log, const char *extra) {
-        _cleanup_free_ char *socket_arg = NULL;
-        pid_t pid;
-
-        assert_ok(asprintf(&socket_arg, "--socket=%s", path));
-        pid = fork();
-        assert_se(pid >= 0);
-        if (pid == 0) {
-                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no hub behind */
-                if (fd >= 0)
-                        (void) dup2(fd, STDERR_FILENO);
-                (void) unsetenv("JOURNAL_STREAM");
-                execl(hub_binary(), "tollgate-canhub", socket_arg, extra ? extra : "--log-level=info", (char *) NULL);
-                _exit(127);
-        }
-        return pid;
-}
-
-static char *hub_log(const HubProc *h) {
-        size_t size = 0;
-        char *log = (char *) tg_test_read_file(h->log, &size);
-
-        if (!log)
-                return strdup("");
-        log = realloc(log, size + 1);
-        assert_se(log);
-        log[size] = '\0';
-        return log;
-}
-
-static void hub_wait_log(const HubProc *h, const char *text) {
-        for (unsigned i = 0; i < 500; i++) {
-                _cleanup_free_ char *log = hub_log(h);
-
-                if (strstr(log, text))
-                        return;
-                usleep(10000);
-        }
-        assert_se(!"the hub did not log what was expected");
-}
-
-static bool hub_start(HubProc *h, const char *dir, const char *name, const char *extra) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-        if (!hub_binary())
-                return false;
-        *h = (HubProc) {};
-        h->path = tg_test_path(dir, name);
-        assert_ok(asprintf(&h->spec, "unix:%s", h->path));
-        assert_ok(asprintf(&h->log, "%s.log", h->path));
-        h->pid = spawn_hub(h->path, h->log, extra);
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", h->path);
-        for (unsigned i = 0; i < 500; i++) {
-                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
-
-                assert_se(fd >= 0);
-                r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
-                close(fd);
-                if (r == 0) {
-                        /* the probe was member #1: gone before the test's members come */
-                        hub_wait_log(h, "left (closed)");
-                        return true;
-                }
-                assert_se(waitpid(h->pid, NULL, WNOHANG) == 0); /* still running */
-                usleep(10000);
-        }
-        assert_se(!"the hub did not come up");
-        return false;
-}
-
-static int hub_stop(HubProc *h) {
-        int status = 0;
-
-        assert_se(kill(h->pid, SIGTERM) == 0);
-        assert_se(waitpid(h->pid, &status, 0) == h->pid);
-        free(h->path);
-        free(h->spec);
-        free(h->log);
-        *h = (HubProc) {};
-        return status;
-}
-
 static uint64_t now_msec(void) {
         struct timespec ts;
 
@@ -985,9 +883,9 @@ static void test_hub_round_trip(void) {
                          f3 = { .id = 0x3C1 | CAN_RTR_FLAG };
         _cleanup_free_ char *path = NULL;
         struct stat st;
-        HubProc hub;
+        TgTestHub hub;
 
-        if (!hub_start(&hub, dir, "bus.sock", NULL))
+        if (!tg_test_hub_start(&hub, dir, "bus", NULL))
                 return;
         assert_se(stat(hub.path, &st) == 0);
         assert_eq(st.st_mode & 07777, 0660u);
@@ -1012,7 +910,7 @@ static void test_hub_round_trip(void) {
         /* the hub goes: the members notice */
         path = strdup(hub.path);
         assert_se(path);
-        assert_eq(hub_stop(&hub), 0); /* exit status 0 after SIGTERM */
+        assert_eq(tg_test_hub_stop(&hub), 0); /* exit status 0 after SIGTERM */
         assert_se(access(path, F_OK) < 0 && errno == ENOENT); /* the socket file is gone */
         TgCanFrame g;
         assert_eq(recv_wait(b, &g, 2000), -ECONNRESET);
@@ -1030,9 +928,9 @@ static void test_hub_filters(void) {
                          busoff = { .id = CAN_ERR_FLAG | CAN_ERR_BUSOFF, .len = CAN_ERR_DLC },
                          big = { .id = 0x123, .fd = true, .flags = CANFD_BRS, .len = 64, .data = { [63] = 0x63 } },
                          last = { .id = 0x7FF, .len = 8, .data = { 0xff } };
-        HubProc hub;
+        TgTestHub hub;
 
-        if (!hub_start(&hub, dir, "bus.sock", NULL))
+        if (!tg_test_hub_start(&hub, dir, "bus", NULL))
                 return;
         a = open_bus(hub.spec, &(TgCanOptions) { .fd = true });
         plain = open_bus(hub.spec, NULL);
@@ -1079,7 +977,7 @@ static void test_hub_filters(void) {
         expect_frame(fd, &big);
         expect_frame(fd, &last);
         expect_nothing(fd);
-        assert_eq(hub_stop(&hub), 0);
+        assert_eq(tg_test_hub_stop(&hub), 0);
 }
 
 /* Garbage travels through the hub as it would on a bus; the receiver sees
@@ -1091,10 +989,10 @@ static void test_hub_garbage(void) {
         const TgCanFrame good = { .id = 0x3C0, .len = 1, .data = { 0x42 } };
         uint8_t bad16[TG_CAN_MTU] = {}, big[100] = {}, wire[TG_CANFD_MTU];
         TgCanFrame f;
-        HubProc hub;
+        TgTestHub hub;
         int raw;
 
-        if (!hub_start(&hub, dir, "bus.sock", NULL))
+        if (!tg_test_hub_start(&hub, dir, "bus", NULL))
                 return;
         b = open_bus(hub.spec, NULL);
         raw = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -1117,9 +1015,9 @@ static void test_hub_garbage(void) {
         expect_nothing(b);
         close(raw);
 
-        assert_se(kill(hub.pid, SIGUSR1) == 0);
-        hub_wait_log(&hub, "dropped oversize 1, empty 1");
-        assert_eq(hub_stop(&hub), 0);
+        assert_se(kill(hub.proc.pid, SIGUSR1) == 0);
+        assert_se(tg_test_proc_wait_log(&hub.proc, "dropped oversize 1, empty 1", 5000));
+        assert_eq(tg_test_hub_stop(&hub), 0);
 }
 
 /* A member that does not read loses frames; the others get every one. */
@@ -1130,10 +1028,10 @@ static void test_hub_overrun(void) {
         const unsigned n = 3000;
         unsigned sent = 0, got = 0, slept = 0;
         TgCanFrame f = { .id = 0x100, .len = 4 }, g;
-        HubProc hub;
+        TgTestHub hub;
         int r;
 
-        if (!hub_start(&hub, dir, "bus.sock", NULL))
+        if (!tg_test_hub_start(&hub, dir, "bus", NULL))
                 return;
         a = open_bus(hub.spec, NULL);
         b = open_bus(hub.spec, NULL);
@@ -1171,15 +1069,15 @@ static void test_hub_overrun(void) {
         fprintf(stderr, "  the sleeping member kept %u of %u frames\n", slept, n);
         assert_se(slept > 0 && slept < n);
 
-        assert_se(kill(hub.pid, SIGUSR1) == 0);
+        assert_se(kill(hub.proc.pid, SIGUSR1) == 0);
         {
                 char want[64];
                 snprintf(want, sizeof want, "sent 0, overruns %u.", n - slept);
-                hub_wait_log(&hub, want);
+                assert_se(tg_test_proc_wait_log(&hub.proc, want, 5000));
         }
-        log = hub_log(&hub);
+        log = tg_test_read_text(hub.proc.log);
         assert_contains(log, "does not keep up");
-        assert_eq(hub_stop(&hub), 0);
+        assert_eq(tg_test_hub_stop(&hub), 0);
 }
 
 /* --bitrate: frames leave at the pace of the bus. */
@@ -1189,9 +1087,9 @@ static void test_hub_pacing(void) {
         const unsigned n = 50;
         TgCanFrame f = { .id = 0x100, .len = 8 }, g;
         uint64_t start, elapsed;
-        HubProc hub;
+        TgTestHub hub;
 
-        if (!hub_start(&hub, dir, "bus.sock", "--bitrate=125k"))
+        if (!tg_test_hub_start(&hub, dir, "bus", "--bitrate=125k"))
                 return;
         a = open_bus(hub.spec, NULL);
         b = open_bus(hub.spec, NULL);
@@ -1209,33 +1107,34 @@ static void test_hub_pacing(void) {
         fprintf(stderr, "  %u frames in %" PRIu64 " ms (the wire needs 53 ms)\n", n, elapsed);
         assert_se(elapsed >= 50);
         assert_se(elapsed < 5000);
-        assert_eq(hub_stop(&hub), 0);
+        assert_eq(tg_test_hub_stop(&hub), 0);
 }
 
 /* 64 members at most; a stale socket is replaced; a live hub is not. */
 static void test_hub_limits(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
-        _cleanup_free_ char *path = tg_test_path(dir, "bus.sock"), *log = tg_test_path(dir, "second.log");
+        _cleanup_free_ char *path = tg_test_path(dir, "bus.sock"), *socket_arg = NULL;
+        const char *bin = tg_test_binary("TG_CANHUB");
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         TgCanBus *members[65] = {};
         TgCanFrame f = { .id = 1, .len = 1 }, g;
-        HubProc hub;
-        int fd, status;
-        pid_t second;
+        TgTestHub hub;
+        TgTestProc second;
+        int fd;
 
-        if (!hub_binary())
+        if (!bin)
                 return;
         /* a stale socket file from a hub that died */
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
         assert_se(bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0);
         close(fd);
-        assert_se(hub_start(&hub, dir, "bus.sock", NULL));
+        assert_se(tg_test_hub_start(&hub, dir, "bus", NULL));
 
         /* a second hub on the same path refuses to start */
-        second = spawn_hub(path, log, NULL);
-        assert_se(waitpid(second, &status, 0) == second);
-        assert_se(WIFEXITED(status) && WEXITSTATUS(status) == EXIT_FAILURE);
+        assert_ok(asprintf(&socket_arg, "--socket=%s", path));
+        tg_test_proc_start(&second, dir, "second", bin, (const char *const[]) { "tollgate-canhub", socket_arg, NULL });
+        assert_eq(tg_test_proc_wait(&second), EXIT_FAILURE);
 
         for (unsigned i = 0; i < 65; i++) {
                 int r;
@@ -1251,7 +1150,7 @@ static void test_hub_limits(void) {
                 expect_frame(members[i], &f);
         for (unsigned i = 0; i < 65; i++)
                 tg_can_close(members[i]);
-        assert_eq(hub_stop(&hub), 0);
+        assert_eq(tg_test_hub_stop(&hub), 0);
 }
 
 TG_TEST_MAIN(TEST(len_valid), TEST(encode_classic), TEST(encode_fd), TEST(encode_invalid), TEST(decode),

@@ -20,10 +20,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,7 +33,7 @@
 #include "tg-diag.h"
 #include "tg-doip.h"
 #include "tg-keyproto.h"
-#include "tg-test.h"
+#include "tg-test-proc.h"
 
 #define TESTER 0x0E00
 #define ENTITY 0x1000
@@ -577,63 +575,6 @@ static void test_transfer_4mib(void) {
 
 /* ---- ISO-TP over the hub ---- */
 
-typedef struct HubProc {
-        pid_t pid;
-        char *path, *spec;
-} HubProc;
-
-static bool hub_start(HubProc *h, const char *dir) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        const char *hub = getenv("TG_CANHUB");
-        _cleanup_free_ char *socket_arg = NULL, *log = NULL;
-
-        if (!hub || !*hub) {
-                fprintf(stderr, "  TG_CANHUB not set (run through meson test): ISO-TP cases skipped\n");
-                return false;
-        }
-        *h = (HubProc) {};
-        h->path = tg_test_path(dir, "bus.sock");
-        log = tg_test_path(dir, "hub.log");
-        assert_ok(asprintf(&h->spec, "unix:%s", h->path));
-        assert_ok(asprintf(&socket_arg, "--socket=%s", h->path));
-        h->pid = fork();
-        assert_se(h->pid >= 0);
-        if (h->pid == 0) {
-                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (fd >= 0)
-                        (void) dup2(fd, STDERR_FILENO);
-                (void) unsetenv("JOURNAL_STREAM");
-                execl(hub, "tollgate-canhub", socket_arg, "--log-level=info", (char *) NULL);
-                _exit(127);
-        }
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", h->path);
-        for (unsigned i = 0; i < 500; i++) {
-                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
-
-                assert_se(fd >= 0);
-                r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
-                close(fd);
-                if (r == 0) {
-                        usleep(50000); /* let the hub see the probe leave */
-                        return true;
-                }
-                assert_se(waitpid(h->pid, NULL, WNOHANG) == 0);
-                usleep(10000);
-        }
-        assert_se(!"the hub did not come up");
-        return false;
-}
-
-static void hub_stop(HubProc *h) {
-        assert_se(kill(h->pid, SIGTERM) == 0);
-        assert_se(waitpid(h->pid, NULL, 0) == h->pid);
-        free(h->path);
-        free(h->spec);
-        *h = (HubProc) {};
-}
-
 #define ECU_TX 0x7E0 /* tester → ECU */
 #define ECU_RX 0x7E8
 #define ECU_ADDR ECU /* the address requests name it by */
@@ -698,14 +639,14 @@ static void test_isotp_channel(void) {
         static const TgDiagIsotpEcu ecus[] = { { .address = ECU_ADDR, .tx_id = ECU_TX, .rx_id = ECU_RX } };
         static const uint8_t pend[] = { 0x31, 0x01, 0x02, 0x03, 3 }, reset[] = { 0x11, 0x01 },
                              tp[] = { 0x3E, 0x80 };
-        HubProc hub;
+        TgTestHub hub;
         sd_event *e;
         TgDiagChannel *ch;
         TgDiagResult r;
         uint8_t td[4095], sha[TG_KP_SHA256_SIZE];
         pid_t ecu;
 
-        if (!hub_start(&hub, dir))
+        if (!tg_test_hub_start(&hub, dir, "bus", NULL))
                 return;
         ecu = isotp_ecu_start(hub.spec);
         e = event_new();
@@ -762,7 +703,7 @@ static void test_isotp_channel(void) {
         sd_event_unref(e);
         assert_se(kill(ecu, SIGTERM) == 0);
         assert_se(waitpid(ecu, NULL, 0) == ecu);
-        hub_stop(&hub);
+        tg_test_hub_stop(&hub);
 }
 
 /* A SocketCAN interface: the kernel's CAN_ISOTP is asked for first (and

@@ -10,44 +10,30 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tg-diag.h"
 #include "tg-doip.h"
 #include "tg-keyproto.h"
-#include "tg-test.h"
+#include "tg-test-proc.h"
 #include "tg-uds.h"
 
 #define TESTER 0x0E80
 #define ECU 0x0E01
 
 typedef struct Sim {
-        pid_t pid;
+        TgTestProc proc;
         uint16_t port;
-        char *dir, *out, *log;
+        char *dir;
 } Sim;
 
-static const char *sim_binary(void) {
-        const char *p = getenv("TG_ECU_SIM");
-
-        if (!p || !*p) {
-                fprintf(stderr, "  TG_ECU_SIM not set (run through meson test): skipped\n");
-                return NULL;
-        }
-        return p;
-}
-
-/* Start the simulator with args (NULL-terminated, at most 8). */
+/* Start the simulator with args (NULL-terminated, at most 8) in a directory of its own. */
 static bool sim_start(Sim *s, const char *const *args) {
-        const char *bin = sim_binary();
-        _cleanup_free_ char *listen = NULL;
+        const char *bin = tg_test_binary("TG_ECU_SIM");
         const char *argv[16];
         size_t n = 0;
 
@@ -55,107 +41,22 @@ static bool sim_start(Sim *s, const char *const *args) {
                 return false;
         *s = (Sim) {};
         s->dir = tg_test_mkdtemp();
-        s->out = tg_test_path(s->dir, "sim.out");
-        s->log = tg_test_path(s->dir, "sim.log");
+        argv[n++] = "tollgate-ecu-sim";
         /* Port 0: the simulator binds a free one and logs it; no race with
          * other tests for a port chosen here. */
-        assert_ok(asprintf(&listen, "--listen=127.0.0.1:0"));
-        argv[n++] = "tollgate-ecu-sim";
-        argv[n++] = listen;
+        argv[n++] = "--listen=127.0.0.1:0";
         for (; *args && n < ELEMENTSOF(argv) - 1; args++)
                 argv[n++] = *args;
         argv[n] = NULL;
-        s->pid = fork();
-        assert_se(s->pid >= 0);
-        if (s->pid == 0) {
-                int fd = open(s->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (fd >= 0)
-                        (void) dup2(fd, STDOUT_FILENO);
-                fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-                if (fd >= 0)
-                        (void) dup2(fd, STDERR_FILENO);
-                (void) unsetenv("JOURNAL_STREAM");
-                execv(bin, (char *const *) argv);
-                _exit(127);
-        }
-        for (unsigned i = 0; i < 500; i++) {
-                _cleanup_free_ uint8_t *log = NULL;
-                const char *p;
-                size_t size;
-                unsigned port;
-
-                log = tg_test_read_file(s->log, &size);
-                p = log ? memmem(log, size, "(port ", 6) : NULL;
-                if (p && memchr(p, ')', size - (size_t) (p - (const char *) log)) &&
-                    sscanf(p, "(port %u)", &port) == 1 && port > 0 && port < 65536) {
-                        s->port = (uint16_t) port;
-                        return true;
-                }
-                assert_se(waitpid(s->pid, NULL, WNOHANG) == 0); /* still running */
-                usleep(10000);
-        }
-        assert_se(!"the simulator did not come up");
-        return false;
+        tg_test_proc_start(&s->proc, s->dir, "sim", bin, argv);
+        s->port = tg_test_proc_wait_port(&s->proc, 5000);
+        return true;
 }
 
 static void sim_stop(Sim *s) {
-        int status = 0;
-
-        assert_se(kill(s->pid, SIGTERM) == 0);
-        assert_se(waitpid(s->pid, &status, 0) == s->pid);
-        assert_se(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        free(s->out);
-        free(s->log);
+        assert_eq(tg_test_proc_stop(&s->proc), 0);
         tg_test_rmdtemp(s->dir);
         *s = (Sim) {};
-}
-
-static char *read_text(const char *path) {
-        size_t size = 0;
-        char *text = (char *) tg_test_read_file(path, &size);
-
-        if (!text)
-                return strdup("");
-        text = realloc(text, size + 1);
-        assert_se(text);
-        text[size] = '\0';
-        return text;
-}
-
-static void sim_wait_log(Sim *s, const char *needle) {
-        for (unsigned i = 0; i < 500; i++) {
-                _cleanup_free_ char *log = read_text(s->log);
-
-                if (strstr(log, needle))
-                        return;
-                usleep(10000);
-        }
-        _cleanup_free_ char *log = read_text(s->log);
-        fprintf(stderr, "%s", log);
-        assert_se(!"the simulator did not log what was expected");
-}
-
-/* SIGUSR1, then the state dump (up to its "end" line). */
-static char *sim_state(Sim *s) {
-        assert_se(kill(s->pid, SIGUSR1) == 0);
-        for (unsigned i = 0; i < 500; i++) {
-                size_t size = 0;
-                char *text = (char *) tg_test_read_file(s->out, &size);
-
-                if (text) {
-                        text = realloc(text, size + 1);
-                        assert_se(text);
-                        text[size] = '\0';
-                        if (strstr(text, "end\n"))
-                                return text;
-                        free(text);
-                }
-                usleep(10000);
-        }
-        assert_se(!"no state dump");
-        return NULL;
 }
 
 static TgDiagChannel *channel_new(sd_event *e, uint16_t port, uint16_t tester) {
@@ -364,13 +265,13 @@ static void test_flash_ab(void) {
                 assert_se(k == 0 || (k == -EIO && r.error == TG_DIAG_CONNECTION_LOST));
         }
         ch = tg_diag_free(ch);
-        sim_wait_log(&s, "Closing the connection.");
+        assert_se(tg_test_proc_wait_log(&s.proc, "Closing the connection.", 5000));
 
         ch = channel_new(e, s.port, TESTER);
         check_version(ch, "2.0.0");
         ch = tg_diag_free(ch);
 
-        _cleanup_free_ char *state = sim_state(&s);
+        _cleanup_free_ char *state = tg_test_proc_state(&s.proc);
         assert_ok(tg_kp_sha256(img, 300000, h));
         for (unsigned k = 0; k < 32; k++)
                 snprintf(hex + 2 * k, 3, "%02x", h[k]);

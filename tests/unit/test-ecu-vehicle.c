@@ -11,94 +11,24 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ecu-sim-conf.h"
 #include "tg-diag.h"
 #include "tg-flash.h"
 #include "tg-keyproto.h"
-#include "tg-test.h"
+#include "tg-test-proc.h"
 #include "tg-uds.h"
 
 #define TESTER 0x0E80
-
-/* ---- processes ---- */
-
-typedef struct Proc {
-        pid_t pid;
-        char *out, *log;
-} Proc;
-
-static void proc_start(Proc *p, const char *dir, const char *name, const char *bin, const char *const *argv) {
-        *p = (Proc) {};
-        p->out = tg_test_path(dir, name);
-        assert_ok(asprintf(&p->log, "%s.log", p->out));
-        p->pid = fork();
-        assert_se(p->pid >= 0);
-        if (p->pid == 0) {
-                int fd = open(p->out, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (fd >= 0)
-                        (void) dup2(fd, STDOUT_FILENO);
-                fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-                if (fd >= 0)
-                        (void) dup2(fd, STDERR_FILENO);
-                (void) unsetenv("JOURNAL_STREAM");
-                execv(bin, (char *const *) argv);
-                _exit(127);
-        }
-}
-
-/* Stop; the exit status. */
-static int proc_stop(Proc *p) {
-        int status = 0;
-
-        if (p->pid > 0) {
-                (void) kill(p->pid, SIGTERM);
-                assert_se(waitpid(p->pid, &status, 0) == p->pid);
-        }
-        free(p->out);
-        free(p->log);
-        *p = (Proc) {};
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static char *read_text(const char *path) {
-        size_t size = 0;
-        char *text = (char *) tg_test_read_file(path, &size);
-
-        if (!text)
-                return strdup("");
-        text = realloc(text, size + 1);
-        assert_se(text);
-        text[size] = '\0';
-        return text;
-}
-
-static bool hub_up(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
-
-        assert_se(fd >= 0);
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-        r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
-        close(fd);
-        return r == 0;
-}
 
 /* ---- the vehicle ---- */
 
 typedef struct Vehicle {
         char *dir, *conf;
-        Proc hubs[2], sim;
-        char *bus_path[2];
+        TgTestHub hubs[2];
+        TgTestProc sim;
         uint16_t port;
         sd_event *e;
         TgDiagChannel *doip, *body, *powertrain;
@@ -154,7 +84,7 @@ static char *vehicle_config(Vehicle *v) {
                    "[Vehicle]\nVIN=TOLLGATETEST00001\nEntityAddress=0x1000\nListen=127.0.0.1:0\n\n"
                    "[Bus body]\nSpec=unix:%s\nBlockSize=8\n\n"
                    "[Bus powertrain]\nSpec=unix:%s\nFD=yes\nBitRateSwitch=yes\nDataLength=64\nBlockSize=16\n\n",
-                v->bus_path[0], v->bus_path[1]);
+                v->hubs[0].path, v->hubs[1].path);
         for (size_t i = 0; i < ELEMENTSOF(ecus); i++) {
                 const EcuDef *d = &ecus[i];
                 fprintf(f, "[Ecu %s]\nAddress=0x%04X\nBanks=%s\nBankSize=256K\nVersion=1.0.0\nEraseTime=20\n%s", d->name,
@@ -168,28 +98,14 @@ static char *vehicle_config(Vehicle *v) {
 }
 
 static bool vehicle_start(Vehicle *v) {
-        const char *sim = getenv("TG_ECU_SIM"), *hub = getenv("TG_CANHUB");
+        const char *sim = tg_test_binary("TG_ECU_SIM");
 
-        if (!sim || !*sim || !hub || !*hub) {
-                fprintf(stderr, "  TG_ECU_SIM/TG_CANHUB not set (run through meson test): skipped\n");
+        if (!sim || !tg_test_binary("TG_CANHUB"))
                 return false;
-        }
         *v = (Vehicle) {};
         v->dir = tg_test_mkdtemp();
-        for (int i = 0; i < 2; i++) {
-                _cleanup_free_ char *arg = NULL;
-                v->bus_path[i] = tg_test_path(v->dir, i == 0 ? "body.sock" : "powertrain.sock");
-                assert_ok(asprintf(&arg, "--socket=%s", v->bus_path[i]));
-                const char *argv[] = { "tollgate-canhub", arg, NULL };
-                proc_start(&v->hubs[i], v->dir, i == 0 ? "hub-body" : "hub-powertrain", hub, argv);
-        }
-        for (int i = 0; i < 2; i++) {
-                unsigned k;
-                for (k = 0; k < 500 && !hub_up(v->bus_path[i]); k++)
-                        usleep(10000);
-                assert_se(k < 500);
-        }
-        usleep(50000); /* let the hubs see the probes leave */
+        for (int i = 0; i < 2; i++)
+                assert_se(tg_test_hub_start(&v->hubs[i], v->dir, i == 0 ? "body" : "powertrain", NULL));
 
         _cleanup_free_ char *text = vehicle_config(v);
         _cleanup_free_ char *config_arg = NULL;
@@ -197,23 +113,9 @@ static bool vehicle_start(Vehicle *v) {
         tg_test_write_file(v->conf, text, strlen(text));
         assert_ok(asprintf(&config_arg, "--config=%s", v->conf));
         const char *argv[] = { "tollgate-ecu-sim", config_arg, NULL };
-        proc_start(&v->sim, v->dir, "sim", sim, argv);
-        for (unsigned i = 0; i < 1000; i++) {
-                _cleanup_free_ char *log = read_text(v->sim.log);
-                const char *p = strstr(log, "(port ");
-                unsigned port;
-
-                if (p && strstr(log, "Simulating") && sscanf(p, "(port %u)", &port) == 1) {
-                        v->port = (uint16_t) port;
-                        break;
-                }
-                if (waitpid(v->sim.pid, NULL, WNOHANG) != 0) {
-                        fprintf(stderr, "%s", log);
-                        assert_se(!"the simulator exited");
-                }
-                usleep(10000);
-        }
-        assert_se(v->port > 0);
+        tg_test_proc_start(&v->sim, v->dir, "sim", sim, argv);
+        v->port = tg_test_proc_wait_port(&v->sim, 10000);
+        assert_se(tg_test_proc_wait_log(&v->sim, "Simulating", 10000)); /* the buses joined too */
 
         assert_ok(sd_event_default(&v->e));
         TgDiagDoipConfig dc = { .address = "127.0.0.1", .port = v->port, .tester_address = TESTER };
@@ -223,7 +125,6 @@ static bool vehicle_start(Vehicle *v) {
                 const char *bus = b == 0 ? "body" : "powertrain";
                 TgDiagIsotpEcu list[ELEMENTSOF(ecus)];
                 TgIsotpConfig ic;
-                _cleanup_free_ char *spec = NULL;
                 size_t n = 0;
 
                 for (size_t i = 0; i < ELEMENTSOF(ecus); i++)
@@ -238,8 +139,7 @@ static bool vehicle_start(Vehicle *v) {
                         ic.brs = true;
                         ic.tx_dl = 64;
                 }
-                assert_ok(asprintf(&spec, "unix:%s", v->bus_path[b]));
-                TgDiagIsotpConfig cfg = { .bus = spec, .isotp = &ic, .ecus = list, .n_ecus = n,
+                TgDiagIsotpConfig cfg = { .bus = v->hubs[b].spec, .isotp = &ic, .ecus = list, .n_ecus = n,
                                           .functional_tx_id = 0x7DF };
                 assert_ok(tg_diag_isotp_new(v->e, &cfg, b == 0 ? &v->body : &v->powertrain));
         }
@@ -254,11 +154,9 @@ static void vehicle_stop(Vehicle *v) {
         tg_diag_free(v->body);
         tg_diag_free(v->powertrain);
         sd_event_unref(v->e);
-        assert_eq(proc_stop(&v->sim), 0);
-        for (int i = 0; i < 2; i++) {
-                proc_stop(&v->hubs[i]);
-                free(v->bus_path[i]);
-        }
+        assert_eq(tg_test_proc_stop(&v->sim), 0);
+        for (int i = 0; i < 2; i++)
+                tg_test_hub_stop(&v->hubs[i]);
         free(v->conf);
         tg_test_rmdtemp(v->dir);
         *v = (Vehicle) {};
@@ -285,19 +183,9 @@ typedef struct EcuState {
 } EcuState;
 
 static void ecu_state(Vehicle *v, uint16_t address, EcuState *ret) {
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = tg_test_proc_state(&v->sim);
         char head[32];
 
-        (void) truncate(v->sim.out, 0);
-        assert_se(kill(v->sim.pid, SIGUSR1) == 0);
-        for (unsigned i = 0; i < 500; i++) {
-                free(text);
-                text = read_text(v->sim.out);
-                if (strstr(text, "end\n"))
-                        break;
-                usleep(10000);
-        }
-        assert_contains(text, "end\n");
         *ret = (EcuState) {};
         snprintf(head, sizeof head, "ecu 0x%04X ", address);
         for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -557,12 +445,7 @@ static void test_faults(void) {
 
         /* SIGHUP re-arms the faults of the file */
         assert_se(kill(v.sim.pid, SIGHUP) == 0);
-        for (unsigned i = 0; i < 500; i++) {
-                _cleanup_free_ char *log = read_text(v.sim.log);
-                if (strstr(log, "re-armed"))
-                        break;
-                usleep(10000);
-        }
+        assert_se(tg_test_proc_wait_log(&v.sim, "re-armed", 5000));
         TgFlashError e = run_flash(&v, ecu_def("body-nrc"), &new, false);
         assert_eq(e.nrc, 0x72);
         assert_contains(e.message, "transfer-data");
@@ -576,24 +459,22 @@ static void test_faults(void) {
 static void test_bad_config(void) {
         const char *sim = getenv("TG_ECU_SIM");
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
-        _cleanup_free_ char *path = tg_test_path(dir, "bad.conf"), *arg = NULL;
+        _cleanup_free_ char *path = tg_test_path(dir, "bad.conf"), *log_path = tg_test_path(dir, "bad.log"),
+                            *arg = NULL;
         static const char text[] = "[Vehicle]\nListen=127.0.0.1:0\n[Ecu a]\nAddress=0x1001\nBankSize=1M\nBanks=abc\n";
-        Proc p;
+        TgTestProc p;
 
         if (!sim || !*sim)
                 return;
         tg_test_write_file(path, text, strlen(text));
         assert_ok(asprintf(&arg, "--config=%s", path));
         const char *argv[] = { "tollgate-ecu-sim", arg, NULL };
-        proc_start(&p, dir, "bad", sim, argv);
-        int status;
-        assert_se(waitpid(p.pid, &status, 0) == p.pid);
-        assert_se(WIFEXITED(status) && WEXITSTATUS(status) != 0);
-        _cleanup_free_ char *log = read_text(p.log);
+        tg_test_proc_start(&p, dir, "bad", sim, argv);
+        int status = tg_test_proc_wait(&p);
+        assert_se(status != 0 && status < 128); /* exited (not killed), with an error */
+        _cleanup_free_ char *log = tg_test_read_text(log_path);
         assert_contains(log, "bad.conf:6");
         assert_contains(log, "Banks");
-        p.pid = 0;
-        proc_stop(&p);
 }
 
 /* ---- the parser alone ---- */

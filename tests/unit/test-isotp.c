@@ -1,17 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-#include <fcntl.h>
 #include <linux/can.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-event.h>
 #include <time.h>
 
 #include "can-wire.h"
 #include "tg-isotp.h"
-#include "tg-test.h"
+#include "tg-test-proc.h"
 
 #define MS 1000ULL
 #define S_ 1000000ULL
@@ -776,71 +774,6 @@ static void test_recv_slot(void) {
 
 /* ---- over the hub ---- */
 
-static const char *hub_binary(void) {
-        const char *p = getenv("TG_CANHUB");
-
-        if (!p || !*p) {
-                fprintf(stderr, "  TG_CANHUB not set (run through meson test): hub cases skipped\n");
-                return NULL;
-        }
-        return p;
-}
-
-typedef struct HubProc {
-        pid_t pid;
-        char *path, *spec;
-} HubProc;
-
-static bool hub_start(HubProc *h, const char *dir, const char *extra) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_free_ char *socket_arg = NULL, *log = NULL;
-
-        if (!hub_binary())
-                return false;
-        *h = (HubProc) {};
-        h->path = tg_test_path(dir, "bus.sock");
-        log = tg_test_path(dir, "hub.log");
-        assert_ok(asprintf(&h->spec, "unix:%s", h->path));
-        assert_ok(asprintf(&socket_arg, "--socket=%s", h->path));
-        h->pid = fork();
-        assert_se(h->pid >= 0);
-        if (h->pid == 0) {
-                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (fd >= 0)
-                        (void) dup2(fd, STDERR_FILENO);
-                (void) unsetenv("JOURNAL_STREAM");
-                execl(hub_binary(), "tollgate-canhub", socket_arg, extra ? extra : "--log-level=info",
-                      (char *) NULL);
-                _exit(127);
-        }
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", h->path);
-        for (unsigned i = 0; i < 500; i++) {
-                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
-
-                assert_se(fd >= 0);
-                r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
-                close(fd);
-                if (r == 0) {
-                        usleep(50000); /* let the hub see the probe leave */
-                        return true;
-                }
-                assert_se(waitpid(h->pid, NULL, WNOHANG) == 0);
-                usleep(10000);
-        }
-        assert_se(!"the hub did not come up");
-        return false;
-}
-
-static void hub_stop(HubProc *h) {
-        assert_se(kill(h->pid, SIGTERM) == 0);
-        assert_se(waitpid(h->pid, NULL, 0) == h->pid);
-        free(h->path);
-        free(h->spec);
-        *h = (HubProc) {};
-}
-
 static uint64_t mono_usec(void) {
         struct timespec ts;
 
@@ -917,9 +850,9 @@ static uint64_t hub_transfer(const char *spec, const TgIsotpConfig *ca, const Tg
 static void test_hub_end_to_end(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
         TgIsotpConfig ca, cb;
-        HubProc hub;
+        TgTestHub hub;
 
-        if (!hub_start(&hub, dir, NULL))
+        if (!tg_test_hub_start(&hub, dir, "bus", NULL))
                 return;
         /* The unpaced hub delivers as fast as the sender writes and drops
          * what a member's socket cannot hold (a receive overrun): the
@@ -934,7 +867,7 @@ static void test_hub_end_to_end(void) {
         pair_configs(&ca, &cb, true);
         cb.bs = 8;
         hub_transfer(hub.spec, &ca, &cb, 100000);
-        hub_stop(&hub);
+        tg_test_hub_stop(&hub);
 }
 
 /* Goodput over the hub paced as a classic bus at 500 kbit/s, against the
@@ -943,11 +876,11 @@ static void test_hub_end_to_end(void) {
 static void test_hub_throughput(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
         TgIsotpConfig ca, cb;
-        HubProc hub;
+        TgTestHub hub;
         uint64_t usec;
         double rate, theory, bits;
 
-        if (!hub_start(&hub, dir, "--bitrate=500000"))
+        if (!tg_test_hub_start(&hub, dir, "bus", "--bitrate=500000"))
                 return;
         pair_configs(&ca, &cb, false);
         ca.pad = cb.pad = true;
@@ -963,11 +896,11 @@ static void test_hub_throughput(void) {
         fprintf(stderr, "  classic 500 kbit/s, 4095 bytes, BS 8: %.0f B/s of %.0f B/s theoretical (%.1f %%)\n",
                 rate, theory, 100 * rate / theory);
         assert_se(rate > 0.3 * theory);
-        hub_stop(&hub);
+        tg_test_hub_stop(&hub);
 
         /* CAN FD, 64-byte frames with BRS, the hub's FD model (can-wire.h)
          * at 2 Mbit/s nominal: a CF carries 63 bytes. */
-        if (!hub_start(&hub, dir, "--bitrate=2000000"))
+        if (!tg_test_hub_start(&hub, dir, "bus", "--bitrate=2000000"))
                 return;
         pair_configs(&ca, &cb, true);
         usec = hub_transfer(hub.spec, &ca, &cb, 100000);
@@ -976,7 +909,7 @@ static void test_hub_throughput(void) {
         fprintf(stderr, "  FD 2 Mbit/s (hub model), 100000 bytes, BS 0: %.0f B/s of %.0f B/s theoretical (%.1f %%)\n",
                 rate, theory, 100 * rate / theory);
         assert_se(rate > 0.3 * theory);
-        hub_stop(&hub);
+        tg_test_hub_stop(&hub);
 }
 
 /* Both engines on one sd-event loop, each on its own bus member. */
@@ -1032,18 +965,18 @@ static void loop_transfer(const char *spec, bool fd, size_t len) {
 
 static void test_hub_sd_event(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
-        HubProc hub;
+        TgTestHub hub;
 
-        if (!hub_start(&hub, dir, NULL))
+        if (!tg_test_hub_start(&hub, dir, "bus", NULL))
                 return;
         loop_transfer(hub.spec, false, 4095);
         loop_transfer(hub.spec, true, 100000);
-        hub_stop(&hub);
+        tg_test_hub_stop(&hub);
         /* paced: the sender meets a full socket (EAGAIN, then EPOLLOUT) */
-        if (!hub_start(&hub, dir, "--bitrate=1000000"))
+        if (!tg_test_hub_start(&hub, dir, "bus", "--bitrate=1000000"))
                 return;
         loop_transfer(hub.spec, false, 2000);
-        hub_stop(&hub);
+        tg_test_hub_stop(&hub);
 }
 
 static void test_kernel_open(void) {

@@ -10,163 +10,38 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tg-keyproto.h"
-#include "tg-test.h"
+#include "tg-test-proc.h"
 
 #define IMAGE_SIZE (300 * 1024 + 17) /* not a multiple of any block size */
 
-typedef struct Proc {
-        pid_t pid;
-        char *dir, *out, *log;
+typedef struct Sim {
+        TgTestProc proc;
         uint16_t port;
-} Proc;
-
-static const char *env_binary(const char *name) {
-        const char *p = getenv(name);
-
-        if (!p || !*p) {
-                fprintf(stderr, "  %s not set (run through meson test): skipped\n", name);
-                return NULL;
-        }
-        return p;
-}
-
-static char *read_text(const char *path) {
-        size_t size = 0;
-        char *text = (char *) tg_test_read_file(path, &size);
-
-        if (!text)
-                return strdup("");
-        text = realloc(text, size + 1);
-        assert_se(text);
-        text[size] = '\0';
-        return text;
-}
-
-/* Fork bin with argv, stdout and stderr to files in dir. */
-static pid_t spawn(const char *bin, const char *const *argv, const char *out, const char *log) {
-        pid_t pid = fork();
-
-        assert_se(pid >= 0);
-        if (pid == 0) {
-                /* O_APPEND: sim_state() truncates the file under the writer */
-                int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (fd >= 0)
-                        (void) dup2(fd, STDOUT_FILENO);
-                fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-                if (fd >= 0)
-                        (void) dup2(fd, STDERR_FILENO);
-                (void) unsetenv("JOURNAL_STREAM");
-                execv(bin, (char *const *) argv);
-                _exit(127);
-        }
-        return pid;
-}
+} Sim;
 
 /* The simulator with args (NULL-terminated); with a DoIP listener the port it logged. */
-static bool sim_start(Proc *s, const char *dir, const char *const *args, bool doip) {
-        const char *bin = env_binary("TG_ECU_SIM");
+static bool sim_start(Sim *s, const char *dir, const char *const *args, bool doip) {
+        const char *bin = tg_test_binary("TG_ECU_SIM");
         const char *argv[16];
         size_t n = 0;
 
         if (!bin)
                 return false;
-        *s = (Proc) {};
-        s->out = tg_test_path(dir, "sim.out");
-        s->log = tg_test_path(dir, "sim.log");
+        *s = (Sim) {};
         argv[n++] = "tollgate-ecu-sim";
         for (; *args && n < ELEMENTSOF(argv) - 1; args++)
                 argv[n++] = *args;
         argv[n] = NULL;
-        s->pid = spawn(bin, argv, s->out, s->log);
-        for (unsigned i = 0; i < 500; i++) {
-                _cleanup_free_ char *log = read_text(s->log);
-                const char *p = strstr(log, "(port ");
-                unsigned port;
-
-                if (doip && p && strchr(p, ')') && sscanf(p, "(port %u)", &port) == 1 && port > 0 && port < 65536) {
-                        s->port = (uint16_t) port;
-                        return true;
-                }
-                if (!doip && strstr(log, "Simulating"))
-                        return true;
-                if (waitpid(s->pid, NULL, WNOHANG) != 0) {
-                        fprintf(stderr, "%s", log);
-                        assert_se(!"the simulator exited");
-                }
-                usleep(10000);
-        }
-        assert_se(!"the simulator did not come up");
-        return false;
-}
-
-static void proc_stop(Proc *s) {
-        int status = 0;
-
-        assert_se(kill(s->pid, SIGTERM) == 0);
-        assert_se(waitpid(s->pid, &status, 0) == s->pid);
-        free(s->out);
-        free(s->log);
-        *s = (Proc) {};
-}
-
-/* SIGUSR1, then the state dump up to its "end" line (the dump file is
- * truncated first: the newest dump only). */
-static char *sim_state(Proc *s) {
-        assert_se(truncate(s->out, 0) == 0);
-        assert_se(kill(s->pid, SIGUSR1) == 0);
-        for (unsigned i = 0; i < 500; i++) {
-                char *text = read_text(s->out);
-
-                if (strstr(text, "end\n"))
-                        return text;
-                free(text);
-                usleep(10000);
-        }
-        assert_se(!"no state dump");
-        return NULL;
-}
-
-static bool hub_start(Proc *h, const char *dir, char **ret_spec) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        const char *bin = env_binary("TG_CANHUB");
-        _cleanup_free_ char *path = NULL, *socket_arg = NULL;
-
-        if (!bin)
-                return false;
-        *h = (Proc) {};
-        path = tg_test_path(dir, "hub.sock");
-        h->out = tg_test_path(dir, "hub.out");
-        h->log = tg_test_path(dir, "hub.log");
-        assert_ok(asprintf(&socket_arg, "--socket=%s", path));
-        assert_ok(asprintf(ret_spec, "unix:%s", path));
-        h->pid = spawn(bin, (const char *const[]) { "tollgate-canhub", socket_arg, NULL }, h->out, h->log);
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-        for (unsigned i = 0; i < 500; i++) {
-                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
-
-                assert_se(fd >= 0);
-                r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
-                close(fd);
-                if (r == 0) {
-                        usleep(50000);
-                        return true;
-                }
-                assert_se(waitpid(h->pid, NULL, WNOHANG) == 0);
-                usleep(10000);
-        }
-        assert_se(!"the hub did not come up");
-        return false;
+        tg_test_proc_start(&s->proc, dir, "sim", bin, argv);
+        if (doip)
+                s->port = tg_test_proc_wait_port(&s->proc, 5000);
+        else
+                assert_se(tg_test_proc_wait_log(&s->proc, "Simulating", 5000));
+        return true;
 }
 
 /* One run of the tool: its exit status; its stdout and stderr in *ret_out, *ret_err. */
@@ -177,11 +52,11 @@ typedef struct Tool {
 } Tool;
 
 static int tool_run(const Tool *t, const char *const *args, char **ret_out, char **ret_err) {
-        _cleanup_free_ char *out = tg_test_path(t->dir, "uds.out"), *err = tg_test_path(t->dir, "uds.err");
+        _cleanup_free_ char *out = tg_test_path(t->dir, "uds.out"), *err = tg_test_path(t->dir, "uds.log");
         const char *argv[32], *what = args[0];
         size_t n = 0;
-        int status = 0;
-        pid_t pid;
+        TgTestProc tool;
+        int r;
 
         argv[n++] = "tollgate-uds";
         for (const char *const *p = t->transport; *p; p++)
@@ -191,13 +66,13 @@ static int tool_run(const Tool *t, const char *const *args, char **ret_out, char
         for (; *args && n < ELEMENTSOF(argv) - 1; args++)
                 argv[n++] = *args;
         argv[n] = NULL;
-        pid = spawn(t->bin, argv, out, err);
-        assert_se(waitpid(pid, &status, 0) == pid);
-        assert_se(WIFEXITED(status));
-        *ret_out = read_text(out);
-        *ret_err = read_text(err);
-        fprintf(stderr, "  tollgate-uds … %s → %d\n", what, WEXITSTATUS(status));
-        return WEXITSTATUS(status);
+        tg_test_proc_start(&tool, t->dir, "uds", t->bin, argv);
+        r = tg_test_proc_wait(&tool);
+        assert_se(r < 128); /* exited, not killed by a signal */
+        *ret_out = tg_test_read_text(out);
+        *ret_err = tg_test_read_text(err);
+        fprintf(stderr, "  tollgate-uds … %s → %d\n", what, r);
+        return r;
 }
 
 #define RUN(t, expect, out, err, ...)                                                                     \
@@ -229,8 +104,8 @@ static void hex32(const uint8_t h[32], char out[65]) {
 }
 
 /* The dump line of bank B of the ECU. */
-static void assert_bank(Proc *sim, char active, const char *bank_b_fragment) {
-        _cleanup_free_ char *state = sim_state(sim);
+static void assert_bank(Sim *sim, char active, const char *bank_b_fragment) {
+        _cleanup_free_ char *state = tg_test_proc_state(&sim->proc);
         char want[16];
         const char *b = strstr(state, " bank B ");
 
@@ -243,7 +118,7 @@ static void assert_bank(Proc *sim, char active, const char *bank_b_fragment) {
 }
 
 /* Flash, read, state, rollback, read: the same on both transports. */
-static void flash_cycle(const Tool *t, Proc *sim, const char *dir) {
+static void flash_cycle(const Tool *t, Sim *sim, const char *dir) {
         _cleanup_free_ char *image = tg_test_path(dir, "image.bin"), *out = NULL, *err = NULL;
         uint8_t sha[32];
         char hex[65], frag[160];
@@ -275,8 +150,8 @@ static void flash_cycle(const Tool *t, Proc *sim, const char *dir) {
 static void test_doip_flash_rollback(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
         _cleanup_free_ char *doip = NULL;
-        Proc sim;
-        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir };
+        Sim sim;
+        Tool t = { .bin = tg_test_binary("TG_UDS_TOOL"), .dir = dir };
 
         if (!t.bin || !sim_start(&sim, dir,
                                  (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL }, true))
@@ -285,14 +160,14 @@ static void test_doip_flash_rollback(void) {
         t.transport[0] = doip;
         t.transport[1] = "--target=0x1001";
         flash_cycle(&t, &sim, dir);
-        proc_stop(&sim);
+        tg_test_proc_stop(&sim.proc);
 }
 
 static void test_doip_services(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
         _cleanup_free_ char *doip = NULL, *out = NULL, *err = NULL, *image = NULL;
-        Proc sim;
-        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir };
+        Sim sim;
+        Tool t = { .bin = tg_test_binary("TG_UDS_TOOL"), .dir = dir };
 
         if (!t.bin || !sim_start(&sim, dir,
                                  (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL }, true))
@@ -332,7 +207,7 @@ static void test_doip_services(void) {
         t.transport[1] = "--target=0x2002";
         RUN(&t, 3, out, err, "read", "F189");
         assert_contains(err, "diagnostic-nack");
-        proc_stop(&sim);
+        tg_test_proc_stop(&sim.proc);
         RUN(&t, 3, out, err, "--timeout=2s", "read", "F189");
         assert_contains(err, "Cannot connect to DoIP entity 127.0.0.1");
 }
@@ -341,7 +216,7 @@ static void test_bad_input(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
         _cleanup_free_ char *out = NULL, *err = NULL, *missing = NULL, *empty = NULL;
         /* nothing listens there: bad input must be found before connecting */
-        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir,
+        Tool t = { .bin = tg_test_binary("TG_UDS_TOOL"), .dir = dir,
                    .transport = { "--doip=127.0.0.1:1", "--target=0x1001" } };
         Tool can = { .bin = t.bin, .dir = dir };
 
@@ -437,26 +312,27 @@ static void test_bad_input(void) {
 
 static void test_isotp_flash_rollback(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
-        _cleanup_free_ char *spec = NULL, *can = NULL, *conf = NULL, *conf_arg = NULL, *text = NULL, *out = NULL,
+        _cleanup_free_ char *can = NULL, *conf = NULL, *conf_arg = NULL, *text = NULL, *out = NULL,
                             *err = NULL;
-        Proc hub, sim;
-        Tool t = { .bin = env_binary("TG_UDS_TOOL"), .dir = dir };
+        TgTestHub hub;
+        Sim sim;
+        Tool t = { .bin = tg_test_binary("TG_UDS_TOOL"), .dir = dir };
 
-        if (!t.bin || !hub_start(&hub, dir, &spec))
+        if (!t.bin || !tg_test_hub_start(&hub, dir, "hub", NULL))
                 return;
         conf = tg_test_path(dir, "sim.conf");
         assert_ok(asprintf(&text,
                            "[Bus can0]\nSpec=%s\nFunctionalId=0x7DF\n\n"
                            "[Ecu bcm]\nBus=can0\nRequestId=0x7E0\nResponseId=0x7E8\nAddress=0x07E0\n"
                            "Banks=ab\nBankSize=1M\nVersion=1.0\n",
-                           spec));
+                           hub.spec));
         tg_test_write_file(conf, text, strlen(text));
         assert_ok(asprintf(&conf_arg, "--config=%s", conf));
         if (!sim_start(&sim, dir, (const char *const[]) { conf_arg, NULL }, false)) {
-                proc_stop(&hub);
+                tg_test_hub_stop(&hub);
                 return;
         }
-        assert_ok(asprintf(&can, "--can=%s", spec));
+        assert_ok(asprintf(&can, "--can=%s", hub.spec));
         t.transport[0] = can;
         t.transport[1] = "--tx-id=0x7E0";
         t.transport[2] = "--rx-id=0x7E8";
@@ -466,8 +342,8 @@ static void test_isotp_flash_rollback(void) {
         assert_streq(out, "tester-present: ok\n");
         RUN(&t, 0, out, err, "--functional-id=0x7DF", "--target=functional", "raw", "3E80");
         assert_streq(out, "(no response: suppressed)\n");
-        proc_stop(&sim);
-        proc_stop(&hub);
+        tg_test_proc_stop(&sim.proc);
+        tg_test_hub_stop(&hub);
 }
 
 TG_TEST_MAIN(TEST(bad_input), TEST(doip_services), TEST(doip_flash_rollback), TEST(isotp_flash_rollback));
