@@ -163,6 +163,75 @@ static void test_doip_flash_rollback(void) {
         tg_test_proc_stop(&sim.proc);
 }
 
+/* kill -9 of the tool in the middle of TransferData, on an A/B and a
+ * single-bank ECU: no bank claims the half-written image, the A/B ECU still
+ * runs 1.0, and the next flash goes through. */
+static void test_doip_kill_mid_flash(void) {
+        static const char *const ecus[] = { "--target=0x1001", "--target=0x1002" };
+        _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
+        _cleanup_free_ char *doip = NULL, *image = NULL, *out = NULL, *err = NULL;
+        const char *bin = tg_test_binary("TG_UDS_TOOL");
+        Tool t = { .bin = bin, .dir = dir };
+        uint8_t sha[32];
+        char hex[65];
+        Sim sim;
+
+        /* 150 KiB/s: the 300 KiB image takes 2 s to write */
+        if (!bin || !sim_start(&sim, dir,
+                               (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0",
+                                                       "--ecu=0x1002:single:1M:1.0", "--write-speed=150K", NULL },
+                               true))
+                return;
+        assert_ok(asprintf(&doip, "--doip=127.0.0.1:%u", sim.port));
+        image = tg_test_path(dir, "image.bin");
+        make_image(image, sha);
+        hex32(sha, hex);
+        t.transport[0] = doip;
+
+        for (size_t i = 0; i < ELEMENTSOF(ecus); i++) {
+                bool ab = i == 0;
+                const char *argv[] = { "tollgate-uds", doip, ecus[i], "--p2=2s", "flash", image, "--version=2.0",
+                                       "--extended", ab ? "--ab" : "--quiet", NULL };
+                TgTestProc tool;
+
+                tg_test_proc_start(&tool, dir, "killed", bin, argv);
+                for (unsigned k = 0; k < 1000; k++) {
+                        _cleanup_free_ char *o = tg_test_read_text(tool.out);
+                        if (strstr(o, "progress 20%") || (!ab && k > 150))
+                                break;
+                        usleep(10000);
+                }
+                assert_se(kill(tool.pid, SIGKILL) == 0);
+                assert_eq(tg_test_proc_wait(&tool), 128 + SIGKILL);
+
+                _cleanup_free_ char *state = tg_test_proc_state(&sim.proc);
+                char ecu_line[32];
+                snprintf(ecu_line, sizeof ecu_line, "ecu 0x%s bank ", ab ? "1001" : "1002");
+                fprintf(stderr, "  after kill -9:\n%s", state);
+                /* no bank of that ECU is valid with the half-written image */
+                for (const char *l = strstr(state, ecu_line); l; l = strstr(l + 1, ecu_line)) {
+                        const char *eol = strchr(l, '\n');
+                        _cleanup_free_ char *line = strndup(l, eol ? (size_t) (eol - l) : strlen(l));
+                        assert_se(!strstr(line, "valid=yes") || strstr(line, "written=0 "));
+                }
+                t.transport[1] = ecus[i];
+                if (ab) {
+                        RUN(&t, 0, out, err, "read", "F189");
+                        assert_contains(out, "\"1.0\"");
+                }
+                RUN(&t, 0, out, err, "flash", image, "--version=2.0", "--extended", ab ? "--ab" : "--quiet");
+                RUN(&t, 0, out, err, "read", "F189");
+                assert_contains(out, "\"2.0\"");
+                free(state);
+                state = tg_test_proc_state(&sim.proc);
+                char want[160];
+                snprintf(want, sizeof want, "%s%c valid=yes version=2.0 written=%u sha256=%s", ecu_line, ab ? 'B' : 'A',
+                         IMAGE_SIZE, hex);
+                assert_contains(state, want);
+        }
+        tg_test_proc_stop(&sim.proc);
+}
+
 static void test_doip_services(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
         _cleanup_free_ char *doip = NULL, *out = NULL, *err = NULL, *image = NULL;
@@ -346,4 +415,4 @@ static void test_isotp_flash_rollback(void) {
         tg_test_hub_stop(&hub);
 }
 
-TG_TEST_MAIN(TEST(bad_input), TEST(doip_services), TEST(doip_flash_rollback), TEST(isotp_flash_rollback));
+TG_TEST_MAIN(TEST(doip_kill_mid_flash), TEST(bad_input), TEST(doip_services), TEST(doip_flash_rollback), TEST(isotp_flash_rollback));

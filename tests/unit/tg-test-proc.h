@@ -88,12 +88,28 @@ static inline void tg_test_proc_start(TgTestProc *p, const char *dir, const char
         }
 }
 
+/* A sanitizer report in a helper's log fails the case, as it does for the
+ * daemons of the integration tests: the helpers are built with ASan and
+ * UBSan too, and a report there is a bug there even when the case passes. */
+static inline void tg_test_proc_check_sanitizers(const TgTestProc *p) {
+        static const char *const marks[] = { "runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer" };
+        _cleanup_free_ char *log = tg_test_read_text(p->log);
+
+        for (size_t i = 0; i < ELEMENTSOF(marks); i++)
+                if (strstr(log, marks[i])) {
+                        fprintf(stderr, "%s has a sanitizer report:\n%s", p->log, log);
+                        assert_se(!"sanitizer report in a helper process's log");
+                }
+}
+
 /* Wait for the process to end by itself; its exit status, or 128 + the
- * signal that ended it (as the shell says). Frees p. */
+ * signal that ended it (as the shell says). Fails the case on a sanitizer
+ * report in its log. Frees p. */
 static inline int tg_test_proc_wait(TgTestProc *p) {
         int status = 0;
 
         assert_se(waitpid(p->pid, &status, 0) == p->pid);
+        tg_test_proc_check_sanitizers(p);
         free(p->out);
         free(p->log);
         *p = (TgTestProc) {};

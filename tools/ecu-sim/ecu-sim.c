@@ -142,8 +142,10 @@ static int conn_flush(Conn *c) {
                 }
                 off += (size_t) n;
         }
-        memmove(c->out, c->out + off, c->out_len - off);
-        c->out_len -= off;
+        if (off > 0) { /* (a connection that never queued anything has no buffer) */
+                memmove(c->out, c->out + off, c->out_len - off);
+                c->out_len -= off;
+        }
         (void) sd_event_source_set_io_events(c->io, c->out_len ? EPOLLIN | EPOLLOUT : EPOLLIN);
         return c->out_len ? 1 : 0;
 }

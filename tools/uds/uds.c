@@ -266,6 +266,8 @@ int uds_connect(Uds *u) {
 
 /* One request: UDS_EXIT_OK with the response (malloc'ed), or an exit
  * status after reporting the transport failure. */
+#define UDS_BUSY_RETRIES 30
+
 static int request(Uds *u, const uint8_t *req, size_t len, uint8_t **ret, size_t *ret_len) {
         TgDiagResult res = {};
         char buf[160];
@@ -277,8 +279,20 @@ static int request(Uds *u, const uint8_t *req, size_t len, uint8_t **ret, size_t
                         snprintf(hex + 3 * i, 4, "%02X ", req[i]);
                 log_debug("→ 0x%04X: %s%s", u->target, hex, len > 64 ? "…" : "");
         }
-        uds_apply_p2(u);
-        r = tg_diag_request_wait(u->ch, u->target, req, len, &res, ret, ret_len);
+        /* An ECU still busy (with what a killed or timed-out client left it
+         * doing, say) answers 0x21 busyRepeatRequest: repeat, as ISO 14229-1
+         * asks of clients, every 100 ms for up to 3 s. */
+        for (unsigned attempt = 0;; attempt++) {
+                uds_apply_p2(u);
+                r = tg_diag_request_wait(u->ch, u->target, req, len, &res, ret, ret_len);
+                if (r < 0 || attempt >= UDS_BUSY_RETRIES || *ret_len < 3 || (*ret)[0] != TG_UDS_NEGATIVE_RESPONSE ||
+                    (*ret)[1] != req[0] || (*ret)[2] != TG_UDS_NRC_BUSY_REPEAT_REQUEST)
+                        break;
+                log_debug("0x%04X is busy (0x21): repeating in 100 ms.", u->target);
+                free(*ret);
+                *ret = NULL;
+                (void) usleep(100 * 1000);
+        }
         if (r == -EIO) {
                 uds_error("%s (0x%02X) to 0x%04X: %s", tg_uds_service_to_string(req[0]), req[0], u->target,
                           tg_diag_result_format(&res, buf, sizeof buf));
