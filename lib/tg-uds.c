@@ -574,8 +574,11 @@ static size_t put_address_and_length(uint8_t *p, uint8_t alfid, uint64_t address
         return 1 + a + l;
 }
 
-int tg_uds_encode_erase_memory(uint8_t *buf, size_t size, uint64_t address, uint64_t length,
-                               unsigned address_bytes, unsigned length_bytes) {
+/* head, then an addressAndLengthFormatIdentifier and the address and size
+ * it describes (0x31 FF00 erase, 0x34): the request's length or -ENOBUFS,
+ * -EINVAL. */
+static int encode_addressed(uint8_t *buf, size_t size, const uint8_t *head, size_t head_len, uint64_t address,
+                            uint64_t length, unsigned address_bytes, unsigned length_bytes) {
         uint8_t alfid;
         size_t len;
         int r;
@@ -583,15 +586,21 @@ int tg_uds_encode_erase_memory(uint8_t *buf, size_t size, uint64_t address, uint
         r = tg_uds_format_identifier(address, length, address_bytes, length_bytes, &alfid);
         if (r < 0)
                 return r;
-        len = 4 + 1 + (alfid & 0x0F) + (alfid >> 4);
+        len = head_len + 1 + (alfid & 0x0F) + (alfid >> 4);
         r = need(buf, size, len);
         if (r < 0)
                 return r;
-        buf[0] = TG_UDS_SID_ROUTINE_CONTROL;
-        buf[1] = TG_UDS_ROUTINE_START;
-        tg_put_be16(buf + 2, TG_UDS_RID_ERASE_MEMORY);
-        (void) put_address_and_length(buf + 4, alfid, address, length);
+        memcpy(buf, head, head_len);
+        (void) put_address_and_length(buf + head_len, alfid, address, length);
         return (int) len;
+}
+
+int tg_uds_encode_erase_memory(uint8_t *buf, size_t size, uint64_t address, uint64_t length,
+                               unsigned address_bytes, unsigned length_bytes) {
+        const uint8_t head[] = { TG_UDS_SID_ROUTINE_CONTROL, TG_UDS_ROUTINE_START, TG_UDS_RID_ERASE_MEMORY >> 8,
+                                 TG_UDS_RID_ERASE_MEMORY & 0xFF };
+
+        return encode_addressed(buf, size, head, sizeof head, address, length, address_bytes, length_bytes);
 }
 
 int tg_uds_parse_routine_control(const uint8_t *buf, size_t n, uint8_t type, uint16_t rid,
@@ -613,21 +622,9 @@ int tg_uds_parse_routine_control(const uint8_t *buf, size_t n, uint8_t type, uin
 
 int tg_uds_encode_request_download(uint8_t *buf, size_t size, uint8_t data_format, uint64_t address,
                                    uint64_t length, unsigned address_bytes, unsigned length_bytes) {
-        uint8_t alfid;
-        size_t len;
-        int r;
+        const uint8_t head[] = { TG_UDS_SID_REQUEST_DOWNLOAD, data_format };
 
-        r = tg_uds_format_identifier(address, length, address_bytes, length_bytes, &alfid);
-        if (r < 0)
-                return r;
-        len = 2 + 1 + (alfid & 0x0F) + (alfid >> 4);
-        r = need(buf, size, len);
-        if (r < 0)
-                return r;
-        buf[0] = TG_UDS_SID_REQUEST_DOWNLOAD;
-        buf[1] = data_format;
-        (void) put_address_and_length(buf + 2, alfid, address, length);
-        return (int) len;
+        return encode_addressed(buf, size, head, sizeof head, address, length, address_bytes, length_bytes);
 }
 
 int tg_uds_parse_request_download(const uint8_t *buf, size_t n, uint64_t *max_block_length, TgUdsError *err) {
