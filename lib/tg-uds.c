@@ -222,6 +222,27 @@ static int need(uint8_t *buf, size_t size, size_t n) {
         return 0;
 }
 
+/* head (a few bytes), then len bytes of data: the request's length,
+ * -ENOBUFS, or -EINVAL for data missing. data may lie in buf already (a
+ * block read in place at buf + head_len): it is moved before the head is
+ * written. */
+static int encode_with_data(uint8_t *buf, size_t size, const uint8_t *head, size_t head_len, const uint8_t *data,
+                            size_t len) {
+        int r;
+
+        if (len > 0 && !data)
+                return -EINVAL;
+        if (len > SIZE_MAX - head_len)
+                return -ENOBUFS;
+        r = need(buf, size, head_len + len);
+        if (r < 0)
+                return r;
+        if (len > 0)
+                memmove(buf + head_len, data, len);
+        memcpy(buf, head, head_len);
+        return (int) (head_len + len);
+}
+
 static bool sub_ok(uint8_t sub) {
         return sub >= 0x01 && sub <= 0x7E;
 }
@@ -346,19 +367,10 @@ int tg_uds_encode_request_seed(uint8_t *buf, size_t size, uint8_t level, bool su
 
 int tg_uds_encode_send_key(uint8_t *buf, size_t size, uint8_t level, const uint8_t *key, size_t key_len,
                            bool suppress) {
-        int r;
-
         if (!seed_level_ok(level) || !key || key_len == 0)
                 return -EINVAL;
-        if (key_len > SIZE_MAX - 2)
-                return -ENOBUFS;
-        r = need(buf, size, 2 + key_len);
-        if (r < 0)
-                return r;
-        buf[0] = TG_UDS_SID_SECURITY_ACCESS;
-        buf[1] = sub_with((uint8_t) (level + 1), suppress);
-        memmove(buf + 2, key, key_len);
-        return (int) (2 + key_len);
+        const uint8_t head[] = { TG_UDS_SID_SECURITY_ACCESS, sub_with((uint8_t) (level + 1), suppress) };
+        return encode_with_data(buf, size, head, sizeof head, key, key_len);
 }
 
 int tg_uds_encode_send_key_computed(uint8_t *buf, size_t size, uint8_t level, const uint8_t *seed,
@@ -534,21 +546,10 @@ const char *tg_uds_did_to_string(const uint8_t *data, size_t n, char *buf, size_
 
 int tg_uds_encode_routine_control(uint8_t *buf, size_t size, uint8_t type, uint16_t rid, const uint8_t *option,
                                   size_t option_len, bool suppress) {
-        int r;
-
-        if (type < TG_UDS_ROUTINE_START || type > TG_UDS_ROUTINE_RESULTS || (option_len > 0 && !option))
+        if (type < TG_UDS_ROUTINE_START || type > TG_UDS_ROUTINE_RESULTS)
                 return -EINVAL;
-        if (option_len > SIZE_MAX - 4)
-                return -ENOBUFS;
-        r = need(buf, size, 4 + option_len);
-        if (r < 0)
-                return r;
-        buf[0] = TG_UDS_SID_ROUTINE_CONTROL;
-        buf[1] = sub_with(type, suppress);
-        tg_put_be16(buf + 2, rid);
-        if (option_len > 0)
-                memmove(buf + 4, option, option_len);
-        return (int) (4 + option_len);
+        const uint8_t head[] = { TG_UDS_SID_ROUTINE_CONTROL, sub_with(type, suppress), rid >> 8, rid & 0xFF };
+        return encode_with_data(buf, size, head, sizeof head, option, option_len);
 }
 
 int tg_uds_format_identifier(uint64_t address, uint64_t length, unsigned address_bytes, unsigned length_bytes,
@@ -680,20 +681,9 @@ size_t tg_uds_transfer_data_max(uint64_t max_block_length, size_t transport_max)
 }
 
 int tg_uds_encode_transfer_data(uint8_t *buf, size_t size, uint8_t bsc, const uint8_t *data, size_t len) {
-        int r;
+        const uint8_t head[] = { TG_UDS_SID_TRANSFER_DATA, bsc };
 
-        if (len > 0 && !data)
-                return -EINVAL;
-        if (len > SIZE_MAX - 2)
-                return -ENOBUFS;
-        r = need(buf, size, 2 + len);
-        if (r < 0)
-                return r;
-        buf[0] = TG_UDS_SID_TRANSFER_DATA;
-        buf[1] = bsc;
-        if (len > 0)
-                memmove(buf + 2, data, len);
-        return (int) (2 + len);
+        return encode_with_data(buf, size, head, sizeof head, data, len);
 }
 
 int tg_uds_parse_transfer_data(const uint8_t *buf, size_t n, uint8_t bsc, const uint8_t **record,
@@ -714,19 +704,9 @@ int tg_uds_parse_transfer_data(const uint8_t *buf, size_t n, uint8_t bsc, const 
 }
 
 int tg_uds_encode_request_transfer_exit(uint8_t *buf, size_t size, const uint8_t *record, size_t len) {
-        int r;
+        const uint8_t head[] = { TG_UDS_SID_REQUEST_TRANSFER_EXIT };
 
-        if (len > 0 && !record)
-                return -EINVAL;
-        if (len > SIZE_MAX - 1)
-                return -ENOBUFS;
-        r = need(buf, size, 1 + len);
-        if (r < 0)
-                return r;
-        buf[0] = TG_UDS_SID_REQUEST_TRANSFER_EXIT;
-        if (len > 0)
-                memmove(buf + 1, record, len);
-        return (int) (1 + len);
+        return encode_with_data(buf, size, head, sizeof head, record, len);
 }
 
 int tg_uds_parse_request_transfer_exit(const uint8_t *buf, size_t n, const uint8_t **record, size_t *record_len,
@@ -760,20 +740,10 @@ int tg_uds_parse_tester_present(const uint8_t *buf, size_t n, TgUdsError *err) {
 
 int tg_uds_encode_control_dtc_setting(uint8_t *buf, size_t size, uint8_t type, const uint8_t *record,
                                       size_t len, bool suppress) {
-        int r;
-
-        if (!sub_ok(type) || (len > 0 && !record))
+        if (!sub_ok(type))
                 return -EINVAL;
-        if (len > SIZE_MAX - 2)
-                return -ENOBUFS;
-        r = need(buf, size, 2 + len);
-        if (r < 0)
-                return r;
-        buf[0] = TG_UDS_SID_CONTROL_DTC_SETTING;
-        buf[1] = sub_with(type, suppress);
-        if (len > 0)
-                memmove(buf + 2, record, len);
-        return (int) (2 + len);
+        const uint8_t head[] = { TG_UDS_SID_CONTROL_DTC_SETTING, sub_with(type, suppress) };
+        return encode_with_data(buf, size, head, sizeof head, record, len);
 }
 
 int tg_uds_parse_control_dtc_setting(const uint8_t *buf, size_t n, uint8_t type, TgUdsError *err) {
