@@ -120,6 +120,16 @@ int service_call(Context *c, const Service *s, const char *member, sd_bus_error 
         return sd_bus_call(c->bus, m, 0, error, reply);
 }
 
+int service_reload(Context *c, const Service *s) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = service_call(c, s, "Reload", &error, NULL, NULL);
+        if (r < 0)
+                return ctl_bus_failure(&error, r, "Reload()");
+        return CTL_EXIT_SUCCESS;
+}
+
 int service_get_all(Context *c, const Service *s, PropertyList *ret, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         int r;

@@ -43,16 +43,6 @@ static void classifier_outbox(const PropertyList *p, uint64_t *ret_records, uint
         *ret_bytes = property_u64(p, "DeferredBytes");
 }
 
-static int classifier_reload(Context *c, const Service *s) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r;
-
-        r = service_call(c, s, "Reload", &error, NULL, NULL);
-        if (r < 0)
-                return ctl_bus_failure(&error, r, "Reload()");
-        return CTL_EXIT_SUCCESS;
-}
-
 static int on_downlink_received(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Context *c = userdata;
         uint32_t count;
@@ -359,7 +349,7 @@ const Service service_classifier = {
         .byte_properties = classifier_byte_properties,
         .status = classifier_status,
         .outbox = classifier_outbox,
-        .reload = classifier_reload,
+        .reload = service_reload,
         .watch = classifier_watch,
         .verbs = classifier_verbs,
 };

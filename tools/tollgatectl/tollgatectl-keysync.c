@@ -35,16 +35,6 @@ static void keysync_status(const Context *c, const Service *s, const PropertyLis
         print_field("Paired keys", "%s", paired && paired->text ? paired->text : "[]");
 }
 
-static int keysync_reload(Context *c, const Service *s) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r;
-
-        r = service_call(c, s, "Reload", &error, NULL, NULL);
-        if (r < 0)
-                return ctl_bus_failure(&error, r, "Reload()");
-        return CTL_EXIT_SUCCESS;
-}
-
 static int on_sync_finished(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Context *c = userdata;
         uint64_t sent, received;
@@ -286,7 +276,7 @@ const Service service_keysync = {
         .status = keysync_status,
         /* No .outbox: key-sync counts items (segments of records), the
          * classifier records; `outbox` shows the records, status both. */
-        .reload = keysync_reload,
+        .reload = service_reload,
         .watch = keysync_watch,
         .verbs = keysync_verbs,
 };

@@ -187,16 +187,6 @@ static void power_status(const Context *c, const Service *s, const PropertyList 
                 print_field("Power-down", "not pending");
 }
 
-static int power_reload(Context *c, const Service *s) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r;
-
-        r = service_call(c, s, "Reload", &error, NULL, NULL);
-        if (r < 0)
-                return ctl_bus_failure(&error, r, "Reload()");
-        return CTL_EXIT_SUCCESS;
-}
-
 /* --- watch ---------------------------------------------------------------------- */
 
 static int on_woken(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -674,7 +664,7 @@ const Service service_power = {
         .path = "/org/tollgate/Power1",
         .interface = "org.tollgate.Power1",
         .status = power_status,
-        .reload = power_reload,
+        .reload = service_reload,
         .watch = power_watch,
         .verbs = power_verbs,
 };

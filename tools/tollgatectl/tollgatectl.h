@@ -121,6 +121,8 @@ int property_list_read(sd_bus_message *m, const Service *s, PropertyList *ret);
 int service_call(Context *c, const Service *s, const char *member, sd_bus_error *error, sd_bus_message **reply,
                  const char *types, ...);
 int service_call_message(Context *c, sd_bus_message *m, sd_bus_error *error, sd_bus_message **reply);
+/* Service.reload for a daemon with a Reload() method: call it, report a failure. */
+int service_reload(Context *c, const Service *s);
 
 /* Print a failed call as "tollgatectl: <ErrorName>: <message>" (or what failed
  * and the errno when there is no D-Bus error) and return the exit status:
