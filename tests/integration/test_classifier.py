@@ -11,10 +11,9 @@ import subprocess
 import sys
 import time
 import unittest
-import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tglib import (REPO, Sandbox, decode_records, encode_frame, encode_record,  # noqa: E402
+from tglib import (REPO, Sandbox, decode_records, describe_interface, encode_frame, encode_record,  # noqa: E402
                    wait_until)
 
 MID_FRAME_REJECTED = "2f6eb89d71a74423ae933f6dc28536ab"
@@ -72,21 +71,10 @@ class ContractTest(ClassifierTest):
         live = self.sb.busctl("introspect", "--xml-interface", "org.tollgate.Classifier1",
                               "/org/tollgate/Classifier1").stdout
 
-        def describe(xml_text):
-            root = ET.fromstring(xml_text)
-            iface = [i for i in root.iter("interface") if i.get("name") == "org.tollgate.Classifier1"][0]
-            out = []
-            for el in iface:
-                if el.tag == "method":
-                    out.append(("method", el.get("name"),
-                                tuple((a.get("type"), a.get("name"), a.get("direction")) for a in el.iter("arg"))))
-                elif el.tag in ("property", "signal"):
-                    out.append((el.tag, el.get("name"), el.get("type"), el.get("access")))
-            return sorted(out)
-
         with open(os.path.join(REPO, "conf", "dbus", "org.tollgate.Classifier1.xml")) as f:
             shipped = f.read()
-        self.assertEqual(describe(live), describe(shipped))
+        self.assertEqual(describe_interface(live, "org.tollgate.Classifier1"),
+                         describe_interface(shipped, "org.tollgate.Classifier1"))
 
     def test_contract_properties(self):
         props = self.sb.props()

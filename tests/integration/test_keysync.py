@@ -31,10 +31,10 @@ import time
 import unittest
 import urllib.parse
 import urllib.request
-import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tglib import BUILD, KEYSYNC, REPO, Sandbox, decode_records, encode_record, wait_until  # noqa: E402
+from tglib import (BUILD, KEYSYNC, REPO, Sandbox, decode_records, describe_interface, encode_record,  # noqa: E402
+                   wait_until)
 
 RELAY = os.path.join(BUILD, "tools", "key-relay", "tollgate-key-relay")
 
@@ -550,20 +550,6 @@ class KeySyncTest(unittest.TestCase):
 
 
 # --- The D-Bus contract -----------------------------------------------------------
-
-def describe_interface(xml_text, name):
-    root = ET.fromstring(xml_text)
-    iface = [i for i in root.iter("interface") if i.get("name") == name][0]
-    out = []
-    for el in iface:
-        if el.tag in ("method", "signal"):
-            out.append((el.tag, el.get("name"),
-                        tuple((a.get("type"), a.get("name"), a.get("direction", "out" if el.tag == "signal" else "in"))
-                              for a in el.iter("arg"))))
-        elif el.tag == "property":
-            out.append(("property", el.get("name"), el.get("type"), el.get("access")))
-    return sorted(out)
-
 
 class KeySyncContractTest(KeySyncTest):
     def shipped_xml(self):

@@ -30,10 +30,9 @@ import time
 import unittest
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tglib import BUILD, REPO, Sandbox, wait_until  # noqa: E402
+from tglib import BUILD, REPO, Sandbox, describe_interface, wait_until  # noqa: E402
 
 POWER = ("org.tollgate.Power1", "/org/tollgate/Power1", "org.tollgate.Power1")
 DAEMON = os.path.join(BUILD, "daemons", "power-wake", "tollgate-power-wake")
@@ -57,20 +56,6 @@ CAN_EFF_FLAG = 0x80000000
 def can_frame(can_id, data=b"", length=None):
     """struct can_frame, as tg_can_frame_encode() writes it (docs/can.md)."""
     return struct.pack("<IB3x8s", can_id, len(data) if length is None else length, data.ljust(8, b"\0"))
-
-
-def describe_interface(xml_text, name):
-    root = ET.fromstring(xml_text)
-    iface = [i for i in root.iter("interface") if i.get("name") == name][0]
-    out = []
-    for el in iface:
-        if el.tag in ("method", "signal"):
-            out.append((el.tag, el.get("name"),
-                        tuple((a.get("type"), a.get("name"), a.get("direction", "out" if el.tag == "signal" else "in"))
-                              for a in el.iter("arg"))))
-        elif el.tag == "property":
-            out.append(("property", el.get("name"), el.get("type"), el.get("access")))
-    return sorted(out)
 
 
 class Monitor:

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("TOLLGATE_BUILD_DIR", os.path.join(REPO, "build"))
@@ -33,6 +34,22 @@ FRAME_ERRORS = {
     6: "trailing-bytes", 7: "truncated-record", 8: "empty-topic", 9: "topic-too-long",
     10: "invalid-topic", 11: "payload-too-large", 12: "overloaded", 13: "internal-error",
 }
+
+
+def describe_interface(xml_text, name):
+    """Interface name of introspection XML as a sorted list of its members with
+    their signatures: live introspection and the shipped XML compare equal."""
+    root = ET.fromstring(xml_text)
+    iface = [i for i in root.iter("interface") if i.get("name") == name][0]
+    out = []
+    for el in iface:
+        if el.tag in ("method", "signal"):
+            out.append((el.tag, el.get("name"),
+                        tuple((a.get("type"), a.get("name"), a.get("direction", "out" if el.tag == "signal" else "in"))
+                              for a in el.iter("arg"))))
+        elif el.tag == "property":
+            out.append(("property", el.get("name"), el.get("type"), el.get("access")))
+    return sorted(out)
 
 
 def wait_until(what, predicate, timeout=20.0, interval=0.05):
