@@ -94,6 +94,14 @@ class ContractFilesTest(unittest.TestCase):
             self.assertRegex(man, r"(?m)^\.B[IR]? %s=" % key, "%s= is not in tollgate-power-wake.conf(5)" % key)
             self.assertIn("`%s=" % key, doc, "%s= is not in docs/power-wake.md" % key)
 
+    def test_every_ecu_sim_key_is_documented(self):
+        # The simulator's table: V(…) [Vehicle], B(…) [Bus NAME], E(…) [Ecu NAME].
+        items = re.findall(r'\b([VBE])\("(\w+)", ', read("tools", "ecu-sim", "ecu-sim-conf.c"))
+        man = read("docs", "man", "tollgate-ecu-sim.conf.5")
+        self.assertGreater(len(items), 30)
+        for macro, key in items:
+            self.assertRegex(man, r"(?m)^\.B[IR]? %s=" % key, "%s= is not in tollgate-ecu-sim.conf(5)" % key)
+
     def test_every_unit_has_its_bus_files(self):
         for iface_name, _ in self.DAEMONS:
             service = read("conf", "dbus", "org.tollgate.%s.service" % iface_name)
