@@ -34,18 +34,12 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
-#if __has_include("tg-config.h")
-#include "tg-config.h"
-#endif
 #include "tg-can.h"
 #include "tg-event.h"
 #include "tg-log.h"
 #include "tg-parse.h"
+#include "tg-tool.h"
 #include "can-wire.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "unknown"
-#endif
 
 #define MAX_MEMBERS 64
 #define READ_BATCH 16     /* datagrams taken from one member per wake-up: fairness */
@@ -519,17 +513,15 @@ static int parse_bitrate(const char *s, uint64_t *ret) {
 }
 
 static int parse_argv(int argc, char *argv[], Hub *h) {
-        enum { ARG_SOCKET = 0x100, ARG_BITRATE, ARG_DATA_BITRATE, ARG_LOG_LEVEL, ARG_VERSION };
+        enum { ARG_SOCKET = 0x100, ARG_BITRATE, ARG_DATA_BITRATE };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "bitrate", required_argument, NULL, ARG_BITRATE },
                 { "data-bitrate", required_argument, NULL, ARG_DATA_BITRATE },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                TG_TOOL_OPTIONS,
                 {},
         };
-        int c, level;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -547,22 +539,14 @@ static int parse_argv(int argc, char *argv[], Hub *h) {
                                                        "--data-bitrate= takes %d…%d bit/s (2000000, 2000k, 2M): %s",
                                                        BITRATE_MIN, BITRATE_MAX, optarg);
                         break;
-                case ARG_LOG_LEVEL:
-                        if (tg_log_level_from_string(optarg, &level) < 0)
-                                return log_error_errno(EINVAL, "Unknown log level: %s", optarg);
-                        tg_log_set_max_level(level);
-                        break;
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("tollgate-canhub %s\n", PACKAGE_VERSION);
-                        return 0;
                 default:
-                        return -EINVAL;
+                        r = tg_tool_option(c, optarg, "tollgate-canhub", help);
+                        if (r <= 0)
+                                return r;
                 }
-        if (optind < argc)
-                return log_error_errno(EINVAL, "Unexpected argument: %s (see --help)", argv[optind]);
+        r = tg_tool_no_arguments(argc, argv);
+        if (r < 0)
+                return r;
         if (!h->path || !*h->path)
                 return log_error_errno(EINVAL, "--socket=PATH is required (see --help).");
         if (h->data_bitrate && !h->bitrate)
@@ -578,8 +562,8 @@ static int run(int argc, char *argv[]) {
                 .listen_fd = -EBADF,
                 .log_limit = TG_RATELIMIT_INIT(5 * USEC_PER_SEC, 10),
         };
+        static const int signals[] = { SIGTERM, SIGINT, SIGUSR1 };
         Hub *h = &hub;
-        sigset_t mask;
         int r;
 
         r = parse_argv(argc, argv, h);
@@ -587,23 +571,9 @@ static int run(int argc, char *argv[]) {
                 return r;
 
         (void) signal(SIGPIPE, SIG_IGN);
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGUSR1);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(errno, "sigprocmask: %m");
-        r = sd_event_default(&h->event);
-        if (r >= 0)
-                r = sd_event_add_signal(h->event, NULL, SIGTERM, on_signal, h);
-        if (r >= 0)
-                r = sd_event_add_signal(h->event, NULL, SIGINT, on_signal, h);
-        if (r >= 0)
-                r = sd_event_add_signal(h->event, NULL, SIGUSR1, on_signal, h);
-        if (r < 0) {
-                log_error_errno(r, "Cannot set up the event loop: %m");
+        r = tg_tool_event_new(&h->event, signals, ELEMENTSOF(signals), on_signal, h);
+        if (r < 0)
                 goto out;
-        }
         r = listen_on(h);
         if (r < 0)
                 goto out;

@@ -13,6 +13,7 @@
 #include "cloud-sim.h"
 #include "tg-log.h"
 #include "tg-parse.h"
+#include "tg-tool.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -287,8 +288,6 @@ static int parse_argv(int argc, char *argv[], Options *o, CloudSim *sim) {
                 ARG_CONTROL,
                 ARG_MODE,
                 ARG_PIDFILE,
-                ARG_LOG_LEVEL,
-                ARG_VERSION,
         };
         static const struct option options[] = {
                 { "listen", required_argument, NULL, ARG_LISTEN },
@@ -302,12 +301,10 @@ static int parse_argv(int argc, char *argv[], Options *o, CloudSim *sim) {
                 { "control", required_argument, NULL, ARG_CONTROL },
                 { "mode", required_argument, NULL, ARG_MODE },
                 { "pidfile", required_argument, NULL, ARG_PIDFILE },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                TG_TOOL_OPTIONS,
                 {},
         };
-        int c, level, r;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -357,23 +354,15 @@ static int parse_argv(int argc, char *argv[], Options *o, CloudSim *sim) {
                 case ARG_PIDFILE:
                         o->pidfile = optarg;
                         break;
-                case ARG_LOG_LEVEL:
-                        if (tg_log_level_from_string(optarg, &level) < 0)
-                                return log_error_errno(-EINVAL, "invalid --log-level '%s'", optarg);
-                        tg_log_set_max_level(level);
-                        break;
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("tollgate-cloud-sim %s\n", PACKAGE_VERSION);
-                        return 0;
                 default:
-                        return -EINVAL;
+                        r = tg_tool_option(c, optarg, "tollgate-cloud-sim", help);
+                        if (r <= 0)
+                                return r;
                 }
 
-        if (optind < argc)
-                return log_error_errno(-EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+        r = tg_tool_no_arguments(argc, argv);
+        if (r < 0)
+                return r;
 
         /* Explicit options win over --pki, whatever their order. */
         o->cert = o->cert ?: o->pki_cert;

@@ -39,9 +39,6 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
-#if __has_include("tg-config.h")
-#include "tg-config.h"
-#endif
 #include "ecu-model.h"
 #include "ecu-sim-conf.h"
 #include "ecu-sim-isotp.h"
@@ -50,6 +47,7 @@
 #include "tg-event.h"
 #include "tg-log.h"
 #include "tg-parse.h"
+#include "tg-tool.h"
 
 #define FUNCTIONAL_ADDRESS ECU_SIM_FUNCTIONAL_ADDRESS
 #define MAX_ECUS ECU_SIM_MAX_ECUS
@@ -765,7 +763,7 @@ bad:
 
 static int parse_argv(int argc, char *argv[], Sim *s) {
         enum { ARG_LISTEN = 0x100, ARG_ECU, ARG_ENTITY, ARG_WRITE_SPEED, ARG_ERASE_TIME, ARG_MAX_BLOCK,
-               ARG_VIN, ARG_LOG_LEVEL, ARG_VERSION, ARG_CONFIG };
+               ARG_VIN, ARG_CONFIG };
         static const struct option options[] = {
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "listen", required_argument, NULL, ARG_LISTEN },
@@ -775,9 +773,7 @@ static int parse_argv(int argc, char *argv[], Sim *s) {
                 { "erase-time", required_argument, NULL, ARG_ERASE_TIME },
                 { "max-block", required_argument, NULL, ARG_MAX_BLOCK },
                 { "vin", required_argument, NULL, ARG_VIN },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                TG_TOOL_OPTIONS,
                 {},
         };
         const char *ecu_specs[MAX_ECUS];
@@ -786,7 +782,7 @@ static int parse_argv(int argc, char *argv[], Sim *s) {
         uint16_t entity = 0;
         bool entity_set = false;
         uint64_t v;
-        int c, level, r;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -825,22 +821,14 @@ static int parse_argv(int argc, char *argv[], Sim *s) {
                                 return log_error_errno(EINVAL, "--vin= takes 17 characters: %s", optarg);
                         vin = optarg;
                         break;
-                case ARG_LOG_LEVEL:
-                        if (tg_log_level_from_string(optarg, &level) < 0)
-                                return log_error_errno(EINVAL, "Unknown log level: %s", optarg);
-                        tg_log_set_max_level(level);
-                        break;
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("tollgate-ecu-sim %s\n", PACKAGE_VERSION);
-                        return 0;
                 default:
-                        return -EINVAL;
+                        r = tg_tool_option(c, optarg, "tollgate-ecu-sim", help);
+                        if (r <= 0)
+                                return r;
                 }
-        if (optind < argc)
-                return log_error_errno(EINVAL, "Unexpected argument: %s (see --help)", argv[optind]);
+        r = tg_tool_no_arguments(argc, argv);
+        if (r < 0)
+                return r;
 
         /* The file first, then what the command line says over it. */
         if (s->config_path) {
@@ -968,8 +956,8 @@ static int run(int argc, char *argv[]) {
                 .listen_fd = -EBADF,
                 .udp_fd = -EBADF,
         };
+        static const int signals[] = { SIGTERM, SIGINT, SIGUSR1, SIGHUP };
         Sim *s = &sim;
-        sigset_t mask;
         int r;
 
         ecu_sim_config_init(&s->config);
@@ -978,33 +966,14 @@ static int run(int argc, char *argv[]) {
                 goto out;
 
         (void) signal(SIGPIPE, SIG_IGN);
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGUSR1);
-        sigaddset(&mask, SIGHUP);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                r = log_error_errno(errno, "sigprocmask: %m");
-                goto out;
-        }
         s->rbuf = malloc(READ_CHUNK);
         if (!s->rbuf) {
                 r = log_error_errno(ENOMEM, "Out of memory.");
                 goto out;
         }
-        r = sd_event_default(&s->event);
-        if (r >= 0)
-                r = sd_event_add_signal(s->event, NULL, SIGTERM, on_signal, s);
-        if (r >= 0)
-                r = sd_event_add_signal(s->event, NULL, SIGINT, on_signal, s);
-        if (r >= 0)
-                r = sd_event_add_signal(s->event, NULL, SIGUSR1, on_signal, s);
-        if (r >= 0)
-                r = sd_event_add_signal(s->event, NULL, SIGHUP, on_signal, s);
-        if (r < 0) {
-                log_error_errno(r, "Cannot set up the event loop: %m");
+        r = tg_tool_event_new(&s->event, signals, ELEMENTSOF(signals), on_signal, s);
+        if (r < 0)
                 goto out;
-        }
         r = sim_setup_buses(s);
         if (r < 0)
                 goto out;

@@ -4,9 +4,9 @@
 #include <stdio.h>
 
 #include "relay.h"
-#include "tg-config.h"
 #include "tg-log.h"
 #include "tg-parse.h"
+#include "tg-tool.h"
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Relay *r = userdata;
@@ -45,13 +45,12 @@ static void help(void) {
 
 static int parse_argv(int argc, char *argv[], RelayOptions *o) {
         enum {
-                ARG_VERSION = 0x100, ARG_KEY_ID, ARG_GATEWAY_ID, ARG_STORE, ARG_CAR, ARG_CA, ARG_CERT, ARG_KEY,
+                ARG_KEY_ID = 0x100, ARG_GATEWAY_ID, ARG_STORE, ARG_CAR, ARG_CA, ARG_CERT, ARG_KEY,
                 ARG_PASSWORD, ARG_CLOUD, ARG_CLOUD_CA, ARG_CLOUD_CERT, ARG_CLOUD_KEY, ARG_RETRY, ARG_CLOUD_INTERVAL,
-                ARG_CHUNK, ARG_WINDOW, ARG_LOG_LEVEL,
+                ARG_CHUNK, ARG_WINDOW,
         };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                TG_TOOL_OPTIONS,
                 { "key-id", required_argument, NULL, ARG_KEY_ID },
                 { "gateway-id", required_argument, NULL, ARG_GATEWAY_ID },
                 { "store", required_argument, NULL, ARG_STORE },
@@ -68,23 +67,16 @@ static int parse_argv(int argc, char *argv[], RelayOptions *o) {
                 { "cloud-interval", required_argument, NULL, ARG_CLOUD_INTERVAL },
                 { "chunk", required_argument, NULL, ARG_CHUNK },
                 { "window", required_argument, NULL, ARG_WINDOW },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 {},
         };
         uint64_t v;
         unsigned u;
-        int c, level;
+        int c, r;
 
         *o = (RelayOptions) { .retry_usec = USEC_PER_SEC, .cloud_interval_usec = 5 * USEC_PER_SEC,
                               .chunk = 256 * 1024, .window = 16 };
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("tollgate-key-relay %s\n", PACKAGE_VERSION);
-                        return 0;
                 case ARG_KEY_ID: o->key_id = optarg; break;
                 case ARG_GATEWAY_ID: o->gateway_id = optarg; break;
                 case ARG_STORE: o->store = optarg; break;
@@ -119,15 +111,10 @@ static int parse_argv(int argc, char *argv[], RelayOptions *o) {
                         }
                         o->window = (uint16_t) u;
                         break;
-                case ARG_LOG_LEVEL:
-                        if (tg_log_level_from_string(optarg, &level) < 0) {
-                                fprintf(stderr, "Unknown log level: %s\n", optarg);
-                                return -EINVAL;
-                        }
-                        tg_log_set_max_level(level);
-                        break;
                 default:
-                        return -EINVAL;
+                        r = tg_tool_option(c, optarg, "tollgate-key-relay", help);
+                        if (r <= 0)
+                                return r;
                 }
         if (!o->key_id || !o->gateway_id || !o->store || !o->car || !o->cloud) {
                 fprintf(stderr, "--key-id=, --gateway-id=, --store=, --car= and --cloud= are required.\n");
@@ -148,34 +135,20 @@ static int parse_argv(int argc, char *argv[], RelayOptions *o) {
 }
 
 int main(int argc, char *argv[]) {
+        static const int signals[] = { SIGTERM, SIGINT, SIGUSR1 };
         static Relay relay;
         Relay *r = &relay;
-        sigset_t mask;
         int k;
 
+        /* Before the options: a bad --log-level= is logged. */
+        tg_log_open("key-relay", TG_LOG_TARGET_AUTO);
         k = parse_argv(argc, argv, &r->o);
         if (k <= 0)
                 return k < 0 ? 2 : 0;
-        tg_log_open("key-relay", TG_LOG_TARGET_AUTO);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         (void) signal(SIGPIPE, SIG_IGN);
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGUSR1);
-        sigprocmask(SIG_BLOCK, &mask, NULL);
-
-        k = sd_event_default(&r->event);
-        if (k >= 0)
-                k = sd_event_add_signal(r->event, NULL, SIGTERM, on_signal, r);
-        if (k >= 0)
-                k = sd_event_add_signal(r->event, NULL, SIGINT, on_signal, r);
-        if (k >= 0)
-                k = sd_event_add_signal(r->event, NULL, SIGUSR1, on_signal, r);
-        if (k < 0) {
-                log_error_errno(k, "Cannot set up the event loop: %m");
+        if (tg_tool_event_new(&r->event, signals, ELEMENTSOF(signals), on_signal, r) < 0)
                 return 1;
-        }
         k = store_open(r);
         if (k >= 0)
                 k = car_setup(r);

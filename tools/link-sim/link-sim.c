@@ -48,6 +48,7 @@
 #include "tg-log.h"
 #include "tg-macro.h"
 #include "tg-parse.h"
+#include "tg-tool.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -906,8 +907,6 @@ int main(int argc, char **argv) {
                 ARG_CONTROL,
                 ARG_SEED,
                 ARG_CTL,
-                ARG_LOG_LEVEL,
-                ARG_VERSION,
                 ARG_REALTIME,
                 ARG_PARAM, /* ARG_PARAM + index into param_options */
         };
@@ -915,8 +914,7 @@ int main(int argc, char **argv) {
         static const char *const prefixes[] = { "", "a2b-", "b2a-" };
         static const unsigned prefix_dirs[] = { 3, 1u << DIR_A2B, 1u << DIR_B2A };
         struct option options[64] = {
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                TG_TOOL_OPTIONS,
                 { "tun-a", required_argument, NULL, ARG_TUN_A },
                 { "tun-b", required_argument, NULL, ARG_TUN_B },
                 { "label-a", required_argument, NULL, ARG_LABEL_A },
@@ -924,7 +922,6 @@ int main(int argc, char **argv) {
                 { "control", required_argument, NULL, ARG_CONTROL },
                 { "seed", required_argument, NULL, ARG_SEED },
                 { "ctl", required_argument, NULL, ARG_CTL },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "realtime", optional_argument, NULL, ARG_REALTIME },
         };
         char *param_names[ELEMENTSOF(prefixes) * ELEMENTSOF(keys)] = {};
@@ -943,7 +940,7 @@ int main(int argc, char **argv) {
         };
         LinkParams params[_DIR_MAX];
         sigset_t mask;
-        int c, r, level, ret = EXIT_FAILURE;
+        int c, r, ret = EXIT_FAILURE;
 
         for (size_t k = 0; k < CTL_MAX_CLIENTS; k++)
                 s.clients[k] = -EBADF;
@@ -964,14 +961,6 @@ int main(int argc, char **argv) {
 
         while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
                 switch (c) {
-                case 'h':
-                        help();
-                        ret = EXIT_SUCCESS;
-                        goto out;
-                case ARG_VERSION:
-                        printf("tollgate-link-sim %s\n", PACKAGE_VERSION);
-                        ret = EXIT_SUCCESS;
-                        goto out;
                 case ARG_TUN_A:
                         s.end[END_A].spec = optarg;
                         break;
@@ -1005,15 +994,6 @@ int main(int argc, char **argv) {
                                 goto out;
                         }
                         break;
-                case ARG_LOG_LEVEL:
-                        if (tg_log_level_from_string(optarg, &level) < 0) {
-                                log_error("Bad --log-level: %s", optarg);
-                                goto out;
-                        }
-                        tg_log_set_max_level(level);
-                        break;
-                case '?':
-                        goto out;
                 default:
                         if (c >= ARG_PARAM && c < ARG_PARAM + (int) ELEMENTSOF(param_names)) {
                                 size_t idx = (size_t) (c - ARG_PARAM);
@@ -1025,8 +1005,14 @@ int main(int argc, char **argv) {
                                         prefix_dirs[idx / ELEMENTSOF(keys)], (char *) keys[idx % ELEMENTSOF(keys)],
                                         optarg
                                 };
-                        } else
-                                goto out;
+                        } else {
+                                r = tg_tool_option(c, optarg, "tollgate-link-sim", help);
+                                if (r <= 0) {
+                                        if (r == 0)
+                                                ret = EXIT_SUCCESS;
+                                        goto out;
+                                }
+                        }
                 }
         }
 
@@ -1034,10 +1020,8 @@ int main(int argc, char **argv) {
                 ret = ctl_client(ctl, argc - optind, argv + optind);
                 goto out;
         }
-        if (optind < argc) {
-                log_error("Unexpected argument: %s", argv[optind]);
+        if (tg_tool_no_arguments(argc, argv) < 0)
                 goto out;
-        }
         if (!s.end[END_A].spec || !s.end[END_B].spec) {
                 log_error("--tun-a and --tun-b are needed (--help).");
                 goto out;

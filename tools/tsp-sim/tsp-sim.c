@@ -12,6 +12,7 @@
 #endif
 #include "tg-log.h"
 #include "tg-parse.h"
+#include "tg-tool.h"
 #include "tsp-sim.h"
 
 #ifndef PACKAGE_VERSION
@@ -148,8 +149,6 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 ARG_CONTROL,
                 ARG_MODE,
                 ARG_PIDFILE,
-                ARG_LOG_LEVEL,
-                ARG_VERSION,
         };
         static const struct option options[] = {
                 { "listen", required_argument, NULL, ARG_LISTEN },
@@ -161,12 +160,10 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "control", required_argument, NULL, ARG_CONTROL },
                 { "mode", required_argument, NULL, ARG_MODE },
                 { "pidfile", required_argument, NULL, ARG_PIDFILE },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                TG_TOOL_OPTIONS,
                 {},
         };
-        int c, level;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -203,23 +200,15 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 case ARG_PIDFILE:
                         o->pidfile = optarg;
                         break;
-                case ARG_LOG_LEVEL:
-                        if (tg_log_level_from_string(optarg, &level) < 0)
-                                return log_error_errno(-EINVAL, "invalid --log-level '%s'", optarg);
-                        tg_log_set_max_level(level);
-                        break;
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("tollgate-tsp-sim %s\n", PACKAGE_VERSION);
-                        return 0;
                 default:
-                        return -EINVAL;
+                        r = tg_tool_option(c, optarg, "tollgate-tsp-sim", help);
+                        if (r <= 0)
+                                return r;
                 }
 
-        if (optind < argc)
-                return log_error_errno(-EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+        r = tg_tool_no_arguments(argc, argv);
+        if (r < 0)
+                return r;
 
         /* Explicit options win over --pki, whatever their order. */
         o->cert = o->cert ?: o->pki_cert;
