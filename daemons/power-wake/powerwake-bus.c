@@ -200,14 +200,12 @@ static int method_request_high_voltage(sd_bus_message *msg, void *userdata, sd_b
 }
 
 static int set_enum(PowerWakeSignalId id, const char *name, int *ret) {
-        const char *const *states = powerwake_signal_states(id);
+        int i = powerwake_signal_state_index(id, name);
 
-        for (int i = 0; states[i]; i++)
-                if (streq(states[i], name)) {
-                        *ret = i;
-                        return 0;
-                }
-        return -EINVAL;
+        if (i < 0)
+                return -EINVAL;
+        *ret = i;
+        return 0;
 }
 
 static int method_set_vehicle_state(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -76,6 +76,24 @@ static PowerWakeCommandId powerwake_command_from_string(const char *s) {
         return _PW_COMMAND_INVALID;
 }
 
+int powerwake_signal_state_index(PowerWakeSignalId id, const char *name) {
+        const char *const *states = powerwake_signal_states(id);
+
+        for (int i = 0; name && states && states[i]; i++)
+                if (streq(states[i], name))
+                        return i;
+        return -1;
+}
+
+const char *powerwake_signal_state_name(PowerWakeSignalId id, int state) {
+        const char *const *states = powerwake_signal_states(id);
+
+        for (int i = 0; state >= 0 && states && states[i]; i++)
+                if (i == state)
+                        return states[i];
+        return "unknown";
+}
+
 const char *const *powerwake_signal_states(PowerWakeSignalId id) {
         switch (id) {
         case PW_SIGNAL_IGNITION:

@@ -206,6 +206,12 @@ const char *powerwake_command_to_string(PowerWakeCommandId id);
  * terminated; NULL for the numeric signals (Speed, BatteryVoltage). */
 const char *const *powerwake_signal_states(PowerWakeSignalId id);
 const char *const *powerwake_command_states(PowerWakeCommandId id);
+/* The index of the state called name in powerwake_signal_states(id); -1
+ * when there is none (or id is a numeric signal). */
+int powerwake_signal_state_index(PowerWakeSignalId id, const char *name);
+/* The name of state index state of id; "unknown" for -1 (not known yet),
+ * an index out of range, or a numeric signal. */
+const char *powerwake_signal_state_name(PowerWakeSignalId id, int state);
 static inline bool powerwake_signal_is_enum(PowerWakeSignalId id) {
         return powerwake_signal_states(id) != NULL;
 }

@@ -49,26 +49,14 @@ void manager_flush(Manager *m) {
 }
 
 const char *manager_signal_state(const Manager *m, PowerWakeSignalId id) {
-        const char *const *states = powerwake_signal_states(id);
-        int s = m->signals[id].state;
-
-        return states && s >= 0 ? states[s] : "unknown";
-}
-
-static int state_index(PowerWakeSignalId id, const char *name) {
-        const char *const *states = powerwake_signal_states(id);
-
-        for (int i = 0; states && states[i]; i++)
-                if (streq(states[i], name))
-                        return i;
-        return -1;
+        return powerwake_signal_state_name(id, m->signals[id].state);
 }
 
 /* Gear P (or no Gear signal configured) and standstill (or speed unknown
  * with Gear P). Unknown is never parked: high voltage is refused then. */
 bool manager_compute_parked(const Manager *m) {
         bool gear_configured = m->config.signals[PW_SIGNAL_GEAR].configured;
-        bool gear_p = m->signals[PW_SIGNAL_GEAR].state == state_index(PW_SIGNAL_GEAR, "P");
+        bool gear_p = m->signals[PW_SIGNAL_GEAR].state == powerwake_signal_state_index(PW_SIGNAL_GEAR, "P");
         double speed = m->signals[PW_SIGNAL_SPEED].value;
 
         if (gear_configured && !gear_p)
@@ -109,11 +97,11 @@ void manager_set_signal(Manager *m, PowerWakeSignalId id, int state, double valu
                         log_event_fields(LOG_INFO, 0, TG_MID_POWER_IGNITION, fields, "Ignition %s (was %s).",
                                          manager_signal_state(m, id), from);
                         /* Ignition on (or acc) ends the off-period: the next one may power down again. */
-                        if (state >= 0 && state != state_index(id, "off"))
+                        if (state >= 0 && state != powerwake_signal_state_index(id, "off"))
                                 m->powered_down = false;
                 } else {
                         log_debug("%s %s.", powerwake_signal_to_string(id),
-                                  state >= 0 ? powerwake_signal_states(id)[state] : "unknown");
+                                  powerwake_signal_state_name(id, state));
                         v->state = state;
                 }
         } else {

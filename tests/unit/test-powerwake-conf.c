@@ -325,6 +325,21 @@ static void test_rejected(void) {
         }
 }
 
+static void test_state_names(void) {
+        assert_eq(powerwake_signal_state_index(PW_SIGNAL_IGNITION, "off"), 0);
+        assert_eq(powerwake_signal_state_index(PW_SIGNAL_IGNITION, "on"), 2);
+        assert_eq(powerwake_signal_state_index(PW_SIGNAL_GEAR, "D"), 3);
+        assert_eq(powerwake_signal_state_index(PW_SIGNAL_HIGH_VOLTAGE, "fault"), 3);
+        assert_eq(powerwake_signal_state_index(PW_SIGNAL_IGNITION, "warp"), -1);
+        assert_eq(powerwake_signal_state_index(PW_SIGNAL_IGNITION, NULL), -1);
+        assert_eq(powerwake_signal_state_index(PW_SIGNAL_SPEED, "off"), -1);
+        assert_streq(powerwake_signal_state_name(PW_SIGNAL_IGNITION, 1), "acc");
+        assert_streq(powerwake_signal_state_name(PW_SIGNAL_GEAR, 0), "P");
+        assert_streq(powerwake_signal_state_name(PW_SIGNAL_IGNITION, -1), "unknown");
+        assert_streq(powerwake_signal_state_name(PW_SIGNAL_IGNITION, 3), "unknown");
+        assert_streq(powerwake_signal_state_name(PW_SIGNAL_SPEED, 0), "unknown");
+}
+
 static void test_codec(void) {
         PowerWakeConfig c;
         TgConfError err = {};
@@ -387,5 +402,5 @@ static void test_codec(void) {
         assert_se(!powerwake_signal_is_enum(PW_SIGNAL_SPEED));
 }
 
-TG_TEST_MAIN(TEST(shipped_default), TEST(shipped_comments_are_defaults), TEST(defaults_and_environment),
+TG_TEST_MAIN(TEST(shipped_default), TEST(state_names), TEST(shipped_comments_are_defaults), TEST(defaults_and_environment),
              TEST(every_key), TEST(dropin_changes_one_key), TEST(rejected), TEST(codec));

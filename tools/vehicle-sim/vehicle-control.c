@@ -118,15 +118,6 @@ static int json_number(JsonIn *j, double *ret) {
         return 0;
 }
 
-static int enum_index(PowerWakeSignalId id, const char *name) {
-        const char *const *states = powerwake_signal_states(id);
-
-        for (int i = 0; states[i]; i++)
-                if (streq(states[i], name))
-                        return i;
-        return -1;
-}
-
 static const struct {
         const char *key;
         PowerWakeSignalId signal;
@@ -180,7 +171,8 @@ int vehicle_update_parse(const char *json, size_t size, VehicleUpdate *u, char *
                 if (powerwake_signal_is_enum(id)) {
                         int state;
 
-                        if (json_string(&j, text, sizeof text) < 0 || (state = enum_index(id, text)) < 0) {
+                        if (json_string(&j, text, sizeof text) < 0 ||
+                            (state = powerwake_signal_state_index(id, text)) < 0) {
                                 const char *const *states = powerwake_signal_states(id);
                                 char list[64] = "";
 

@@ -38,11 +38,9 @@
 #include "tg-event.h"
 #include "tg-parse.h"
 #include "tg-time.h"
+#include "tg-tool.h"
 #include "vehicle-sim.h"
 
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "unknown"
-#endif
 #ifndef TG_SYSCONFDIR
 #define TG_SYSCONFDIR "/etc/tollgate"
 #endif
@@ -72,29 +70,16 @@ static void sim_changed(Sim *s);
 static void bus_open(SimBus *b);
 static int on_bus_retry(sd_event_source *es, uint64_t usec, void *userdata);
 
-const char *sim_state_name(PowerWakeSignalId id, int state) {
-        const char *const *states = powerwake_signal_states(id);
-        return states && state >= 0 ? states[state] : "unknown";
-}
-
-static int state_index(PowerWakeSignalId id, const char *name) {
-        const char *const *states = powerwake_signal_states(id);
-
-        for (int i = 0; states && states[i]; i++)
-                if (streq(states[i], name))
-                        return i;
-        return -1;
-}
 
 /* The value of a signal in s->state: a state name for enum signals, a number for the others. */
 static const char *signal_state(const Sim *s, PowerWakeSignalId id) {
         switch (id) {
         case PW_SIGNAL_IGNITION:
-                return sim_state_name(id, s->state.ignition);
+                return powerwake_signal_state_name(id, s->state.ignition);
         case PW_SIGNAL_GEAR:
-                return sim_state_name(id, s->state.gear);
+                return powerwake_signal_state_name(id, s->state.gear);
         case PW_SIGNAL_HIGH_VOLTAGE:
-                return sim_state_name(id, s->state.hv);
+                return powerwake_signal_state_name(id, s->state.hv);
         default:
                 return NULL;
         }
@@ -105,7 +90,7 @@ static double signal_value(const Sim *s, PowerWakeSignalId id) {
 }
 
 static bool ignition_off(const Sim *s) {
-        return s->state.ignition == state_index(PW_SIGNAL_IGNITION, "off");
+        return s->state.ignition == powerwake_signal_state_index(PW_SIGNAL_IGNITION, "off");
 }
 
 static void log_limited(Sim *s, int level, const char *format, ...) _printf_(3, 4);
@@ -246,7 +231,7 @@ void sim_sleep(Sim *s) {
         s->awake = false;
         s->counters.sleeps++;
         log_info("Bus asleep (ignition %s): no frames until something wakes it.",
-                 sim_state_name(PW_SIGNAL_IGNITION, s->state.ignition));
+                 powerwake_signal_state_name(PW_SIGNAL_IGNITION, s->state.ignition));
 }
 
 void sim_wake(Sim *s) {
@@ -262,9 +247,9 @@ void sim_wake(Sim *s) {
 static int on_precharged(sd_event_source *es, uint64_t usec, void *userdata) {
         Sim *s = userdata;
 
-        if (s->state.hv != state_index(PW_SIGNAL_HIGH_VOLTAGE, "precharge"))
+        if (s->state.hv != powerwake_signal_state_index(PW_SIGNAL_HIGH_VOLTAGE, "precharge"))
                 return 0;
-        s->state.hv = state_index(PW_SIGNAL_HIGH_VOLTAGE, "on");
+        s->state.hv = powerwake_signal_state_index(PW_SIGNAL_HIGH_VOLTAGE, "on");
         log_info("BMS: precharge done, main contactors closed: high voltage on.");
         sim_changed(s);
         return 0;
@@ -272,8 +257,9 @@ static int on_precharged(sd_event_source *es, uint64_t usec, void *userdata) {
 
 static void hv_command(Sim *s, const TgCanFrame *f) {
         const PowerWakeCommand *cmd = &s->config.commands[PW_COMMAND_HIGH_VOLTAGE];
-        int off = state_index(PW_SIGNAL_HIGH_VOLTAGE, "off"), precharge = state_index(PW_SIGNAL_HIGH_VOLTAGE, "precharge"),
-            fault = state_index(PW_SIGNAL_HIGH_VOLTAGE, "fault");
+        int off = powerwake_signal_state_index(PW_SIGNAL_HIGH_VOLTAGE, "off"),
+            precharge = powerwake_signal_state_index(PW_SIGNAL_HIGH_VOLTAGE, "precharge"),
+            fault = powerwake_signal_state_index(PW_SIGNAL_HIGH_VOLTAGE, "fault");
         const char *what;
         int64_t raw;
         int r;
@@ -546,8 +532,8 @@ static const char *unencodable(const Sim *s, PowerWakeSignalId id, int state) {
 
         if (!sig->configured || powerwake_signal_source(&s->config, sig)->type == PW_SOURCE_DBUS)
                 return NULL;
-        if (powerwake_signal_raw(sig, sim_state_name(id, state), &raw) < 0)
-                return sim_state_name(id, state);
+        if (powerwake_signal_raw(sig, powerwake_signal_state_name(id, state), &raw) < 0)
+                return powerwake_signal_state_name(id, state);
         return NULL;
 }
 
@@ -587,8 +573,8 @@ int sim_update(Sim *s, const VehicleUpdate *u, char *reason, size_t reason_size)
         if (u->has_hv && s->hv_timer)
                 (void) sd_event_source_set_enabled(s->hv_timer, SD_EVENT_OFF); /* set by hand: no precharge ends */
         if (next.ignition != s->state.ignition)
-                log_info("Ignition %s (was %s).", sim_state_name(PW_SIGNAL_IGNITION, next.ignition),
-                         sim_state_name(PW_SIGNAL_IGNITION, s->state.ignition));
+                log_info("Ignition %s (was %s).", powerwake_signal_state_name(PW_SIGNAL_IGNITION, next.ignition),
+                         powerwake_signal_state_name(PW_SIGNAL_IGNITION, s->state.ignition));
         s->state = next;
         if (changed && s->running)
                 sim_changed(s);
@@ -600,12 +586,12 @@ static void json_double(FILE *f, double d) {
 }
 
 void sim_state_json(Sim *s, FILE *f) {
-        fprintf(f, "{\"ignition\":\"%s\",\"gear\":\"%s\",\"speed\":", sim_state_name(PW_SIGNAL_IGNITION, s->state.ignition),
-                sim_state_name(PW_SIGNAL_GEAR, s->state.gear));
+        fprintf(f, "{\"ignition\":\"%s\",\"gear\":\"%s\",\"speed\":", powerwake_signal_state_name(PW_SIGNAL_IGNITION, s->state.ignition),
+                powerwake_signal_state_name(PW_SIGNAL_GEAR, s->state.gear));
         json_double(f, s->state.speed);
         fputs(",\"battery\":", f);
         json_double(f, s->state.battery);
-        fprintf(f, ",\"hv\":\"%s\",\"bus\":\"%s\"}", sim_state_name(PW_SIGNAL_HIGH_VOLTAGE, s->state.hv),
+        fprintf(f, ",\"hv\":\"%s\",\"bus\":\"%s\"}", powerwake_signal_state_name(PW_SIGNAL_HIGH_VOLTAGE, s->state.hv),
                 s->awake ? "awake" : "asleep");
 }
 
@@ -734,8 +720,6 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 ARG_PERIOD,
                 ARG_PRECHARGE,
                 ARG_PIDFILE,
-                ARG_LOG_LEVEL,
-                ARG_VERSION,
         };
         static const struct option options[] = {
                 { "config", required_argument, NULL, ARG_CONFIG },
@@ -745,12 +729,10 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "period", required_argument, NULL, ARG_PERIOD },
                 { "precharge", required_argument, NULL, ARG_PRECHARGE },
                 { "pidfile", required_argument, NULL, ARG_PIDFILE },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                TG_TOOL_OPTIONS,
                 {},
         };
-        int c, level;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -781,22 +763,14 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 case ARG_PIDFILE:
                         o->pidfile = optarg;
                         break;
-                case ARG_LOG_LEVEL:
-                        if (tg_log_level_from_string(optarg, &level) < 0)
-                                return log_error_errno(EINVAL, "Unknown log level: %s", optarg);
-                        tg_log_set_max_level(level);
-                        break;
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("tollgate-vehicle-sim %s\n", PACKAGE_VERSION);
-                        return 0;
                 default:
-                        return -EINVAL;
+                        r = tg_tool_option(c, optarg, "tollgate-vehicle-sim", help);
+                        if (r <= 0)
+                                return r;
                 }
-        if (optind < argc)
-                return log_error_errno(EINVAL, "Unexpected argument: %s (see --help)", argv[optind]);
+        r = tg_tool_no_arguments(argc, argv);
+        if (r < 0)
+                return r;
         return 1;
 }
 
@@ -855,8 +829,8 @@ static int run(int argc, char *argv[]) {
                 .log_limit = TG_RATELIMIT_INIT(10 * USEC_PER_SEC, 5),
         };
         Sim *s = &sim;
+        static const int signals[] = { SIGTERM, SIGINT, SIGUSR1 };
         TgConfError err = {};
-        sigset_t mask;
         char reason[256];
         int r;
 
@@ -868,11 +842,11 @@ static int run(int argc, char *argv[]) {
         s->period_usec = o.period_usec;
         s->precharge_usec = o.precharge_usec;
         s->state = (VehicleState) {
-                .ignition = state_index(PW_SIGNAL_IGNITION, "off"),
-                .gear = state_index(PW_SIGNAL_GEAR, "P"),
+                .ignition = powerwake_signal_state_index(PW_SIGNAL_IGNITION, "off"),
+                .gear = powerwake_signal_state_index(PW_SIGNAL_GEAR, "P"),
                 .speed = 0,
                 .battery = 12.6,
-                .hv = state_index(PW_SIGNAL_HIGH_VOLTAGE, "off"),
+                .hv = powerwake_signal_state_index(PW_SIGNAL_HIGH_VOLTAGE, "off"),
         };
 
         r = powerwake_config_load(o.config, &s->config, &err);
@@ -880,25 +854,9 @@ static int run(int argc, char *argv[]) {
                 return log_error_errno(r, "Cannot use %s: %s", o.config, r == -EBADMSG ? err.text : "out of memory");
 
         (void) signal(SIGPIPE, SIG_IGN);
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGUSR1);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                r = log_error_errno(errno, "sigprocmask: %m");
+        r = tg_tool_event_new(&s->event, signals, ELEMENTSOF(signals), on_signal, s);
+        if (r < 0)
                 goto out;
-        }
-        r = sd_event_default(&s->event);
-        if (r >= 0)
-                r = sd_event_add_signal(s->event, NULL, SIGTERM, on_signal, s);
-        if (r >= 0)
-                r = sd_event_add_signal(s->event, NULL, SIGINT, on_signal, s);
-        if (r >= 0)
-                r = sd_event_add_signal(s->event, NULL, SIGUSR1, on_signal, s);
-        if (r < 0) {
-                log_error_errno(r, "Cannot set up the event loop: %m");
-                goto out;
-        }
 
         r = sim_setup_config(s);
         if (r < 0)

@@ -125,7 +125,6 @@ void sim_sleep(Sim *s);
 void sim_wake(Sim *s);
 void sim_state_json(Sim *s, FILE *f);
 void sim_stats_json(Sim *s, FILE *f);
-const char *sim_state_name(PowerWakeSignalId id, int state);
 
 /* Parse a flat JSON object of the POST /state form into *u. -EINVAL with a
  * reason for anything else. */
