@@ -34,6 +34,17 @@ struct TgFlash {
         uint64_t offset;                /* image bytes acknowledged */
         uint8_t bsc;
         uint64_t progress_done;
+
+        /* waiting for the image source (read said -EAGAIN) */
+        bool waiting;
+        bool keepalive_in_flight;
+        bool resume_scheduled;
+        bool resume_pending;            /* tg_flash_resume() during a keepalive */
+        bool dropping;                  /* the request in flight is being cancelled: ignore its result */
+        sd_event_source *keepalive_timer;
+        sd_event_source *source_timer;
+        sd_event_source *resume_defer;
+        uint8_t keepalive_req[2];
 };
 
 static const char *const step_names[_TG_FLASH_STEP_MAX] = {
@@ -62,6 +73,7 @@ const char *tg_flash_step_to_string(TgFlashStep s) {
 
 static void on_response(TgDiagChannel *ch, const TgDiagResult *r, void *userdata);
 static void run_step(TgFlash *f);
+static void stop_waiting(TgFlash *f);
 
 static void finish(TgFlash *f, int error, uint8_t nrc, const TgDiagResult *diag, const char *what) {
         TgFlashError e = {
@@ -80,6 +92,7 @@ static void finish(TgFlash *f, int error, uint8_t nrc, const TgDiagResult *diag,
         else
                 snprintf(e.message, sizeof e.message, "%s: %s", tg_flash_step_to_string(f->step), what);
         f->step = TG_FLASH_STEP_DONE;
+        stop_waiting(f);
         free(f->block);
         f->block = NULL;
         if (f->cb && f->cb->finished)
@@ -149,6 +162,160 @@ static void next_step(TgFlash *f, TgFlashStep from) {
         run_step(f);
 }
 
+/* ---- waiting for the image source ---- */
+
+static void stop_waiting(TgFlash *f) {
+        f->waiting = false;
+        f->resume_scheduled = false;
+        f->resume_pending = false;
+        f->keepalive_timer = sd_event_source_disable_unref(f->keepalive_timer);
+        f->source_timer = sd_event_source_disable_unref(f->source_timer);
+        f->resume_defer = sd_event_source_disable_unref(f->resume_defer);
+}
+
+static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata) {
+        TgFlash *f = userdata;
+        int r;
+
+        (void) s;
+        (void) usec;
+        f->keepalive_timer = sd_event_source_disable_unref(f->keepalive_timer);
+        if (!f->waiting || f->resume_scheduled || f->in_flight)
+                return 0;
+        r = tg_uds_encode_tester_present(f->keepalive_req, sizeof f->keepalive_req, true);
+        if (r >= 0) {
+                f->keepalive_in_flight = f->in_flight = true;
+                r = tg_diag_request(f->ch, f->target, f->keepalive_req, (size_t) r, on_response, f);
+        }
+        if (r < 0) {
+                char what[96];
+
+                f->keepalive_in_flight = f->in_flight = false;
+                snprintf(what, sizeof what, "tester-present while waiting for the image failed: %s", strerror(-r));
+                finish(f, r, 0, NULL, what);
+        }
+        return 0;
+}
+
+static int arm_keepalive(TgFlash *f) {
+        return sd_event_add_time_relative(f->ch->event, &f->keepalive_timer, CLOCK_MONOTONIC, f->plan.keepalive_usec,
+                                          1000, on_keepalive, f);
+}
+
+static int on_source_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        TgFlash *f = userdata;
+        char what[96];
+
+        (void) s;
+        (void) usec;
+        f->source_timer = sd_event_source_disable_unref(f->source_timer);
+        if (f->in_flight) { /* a keepalive: nothing to wait for any more */
+                f->dropping = true;
+                tg_diag_cancel(f->ch);
+                f->dropping = false;
+        }
+        snprintf(what, sizeof what, "image source stalled at %llu of %llu bytes for %.1f s",
+                 (unsigned long long) f->offset, (unsigned long long) f->plan.size,
+                 (double) f->plan.source_timeout_usec / 1e6);
+        finish(f, -ETIMEDOUT, 0, NULL, what);
+        return 0;
+}
+
+static int arm_source_timer(TgFlash *f) {
+        if (f->source_timer)
+                return sd_event_source_set_time_relative(f->source_timer, f->plan.source_timeout_usec);
+        return sd_event_add_time_relative(f->ch->event, &f->source_timer, CLOCK_MONOTONIC,
+                                          f->plan.source_timeout_usec, 1000, on_source_timeout, f);
+}
+
+static void wait_for_source(TgFlash *f) {
+        int r = 0;
+
+        if (!f->waiting) {
+                f->waiting = true;
+                r = arm_source_timer(f);
+        }
+        f->resume_scheduled = false;
+        if (r >= 0 && !f->keepalive_timer)
+                r = arm_keepalive(f);
+        if (r < 0)
+                finish(f, r, 0, NULL, "cannot arm the timers to wait for the image");
+}
+
+static void send_block(TgFlash *f);
+
+static int on_resume(sd_event_source *s, void *userdata) {
+        TgFlash *f = userdata;
+
+        (void) s;
+        f->resume_defer = sd_event_source_disable_unref(f->resume_defer);
+        if (!f->waiting || f->in_flight)
+                return 0;
+        /* -EAGAIN again waits anew (keepalive and stall clock from now);
+         * nothing of f is touched after send_block(): it may have finished. */
+        stop_waiting(f);
+        send_block(f);
+        return 0;
+}
+
+static int schedule_resume(TgFlash *f) {
+        int r;
+
+        if (f->resume_scheduled)
+                return 0;
+        r = sd_event_add_defer(f->ch->event, &f->resume_defer, on_resume, f);
+        if (r < 0)
+                return r;
+        f->resume_scheduled = true;
+        return 0;
+}
+
+void tg_flash_resume(TgFlash *f) {
+        if (!f || !f->waiting)
+                return;
+        /* Bytes came: the stall clock starts again. Out of memory here
+         * leaves the wait as it was; the stall timer ends it at worst. */
+        (void) arm_source_timer(f);
+        if (f->keepalive_in_flight)
+                f->resume_pending = true;
+        else
+                (void) schedule_resume(f);
+}
+
+static void keepalive_done(TgFlash *f, const TgDiagResult *res) {
+        TgUdsError err = {};
+        char what[160], ebuf[128];
+        int r;
+
+        f->keepalive_in_flight = false;
+        if (res->error != TG_DIAG_OK) {
+                snprintf(what, sizeof what, "transport: %s (tester-present while waiting for the image)",
+                         tg_diag_result_format(res, ebuf, sizeof ebuf));
+                finish(f, -EIO, 0, res, what);
+                return;
+        }
+        if (res->len > 0) { /* suppressed, yet answered: a negative response, or a positive one */
+                r = tg_uds_parse_tester_present(res->data, res->len, &err);
+                if (r < 0) {
+                        if (r == -EREMOTEIO)
+                                snprintf(what, sizeof what, "tester-present: negative response 0x%02x %s", err.nrc,
+                                         tg_uds_nrc_to_string(err.nrc));
+                        else
+                                snprintf(what, sizeof what, "tester-present: %s",
+                                         tg_uds_error_format(&err, ebuf, sizeof ebuf));
+                        finish(f, r, err.nrc, res, what);
+                        return;
+                }
+        }
+        if (f->resume_pending) {
+                f->resume_pending = false;
+                r = schedule_resume(f);
+        } else
+                r = arm_keepalive(f);
+        if (r < 0)
+                finish(f, r, 0, NULL, "cannot arm the timers to wait for the image");
+}
+
 static void send_block(TgFlash *f) {
         uint64_t left = f->plan.size - f->offset;
         size_t len = left < f->block_size ? (size_t) left : f->block_size;
@@ -156,6 +323,10 @@ static void send_block(TgFlash *f) {
         int r;
 
         n = f->plan.read(f->plan.read_userdata, f->offset, f->block + 2, len);
+        if (n == -EAGAIN) {
+                wait_for_source(f);
+                return;
+        }
         if (n < 0 || (size_t) n != len) {
                 char what[96];
 
@@ -283,6 +454,12 @@ static void on_response(TgDiagChannel *ch, const TgDiagResult *res, void *userda
 
         (void) ch;
         f->in_flight = false;
+        if (f->dropping)
+                return;
+        if (f->keepalive_in_flight) {
+                keepalive_done(f, res);
+                return;
+        }
         if (res->error == TG_DIAG_CONNECTION_LOST && !f->answered && f->retries < f->plan.max_retries) {
                 /* The connection died before the ECU said anything in this
                  * run: typically the reset that ended the previous flash
@@ -362,6 +539,8 @@ static void on_response(TgDiagChannel *ch, const TgDiagResult *res, void *userda
                 if (r < 0)
                         break;
                 f->block_size = tg_uds_transfer_data_max(max_block, f->plan.transport_max);
+                if (f->plan.max_block_data > 0 && f->block_size > f->plan.max_block_data)
+                        f->block_size = f->plan.max_block_data;
                 if (f->block_size == 0) {
                         finish(f, -EBADMSG, 0, NULL, "maxNumberOfBlockLength leaves no room for data");
                         return;
@@ -444,6 +623,10 @@ static int flash_new(TgDiagChannel *ch, uint16_t target, const TgFlashPlan *plan
                 f->plan.max_retries = 10;
         if (f->plan.retry_delay_usec == 0)
                 f->plan.retry_delay_usec = 100 * 1000;
+        if (f->plan.keepalive_usec == 0)
+                f->plan.keepalive_usec = 2 * 1000 * 1000;
+        if (f->plan.source_timeout_usec == 0)
+                f->plan.source_timeout_usec = 60 * 1000 * 1000;
         if (rollback)
                 f->plan.size = 0;
         f->cb = cb;
@@ -480,6 +663,7 @@ TgFlash *tg_flash_free(TgFlash *f) {
         if (!f)
                 return NULL;
         f->retry_timer = sd_event_source_disable_unref(f->retry_timer);
+        stop_waiting(f);
         if (f->in_flight && f->ch->callback == on_response && f->ch->userdata == f) {
                 f->cb = NULL; /* the cancel calls on_response: report nothing */
                 tg_diag_cancel(f->ch);

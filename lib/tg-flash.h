@@ -16,7 +16,13 @@
  *
  * Memory is bounded: the image is pulled through plan->read in blocks of at
  * most the TransferData data size (one block buffer), never held whole, so
- * it can stream from a file or from a download.
+ * it can stream from a file or from a download (lib/tg-download.h). A source
+ * whose next bytes have not arrived yet returns -EAGAIN: the flash waits
+ * until tg_flash_resume(), keeping the ECU's programming session alive with
+ * TesterPresent (3E 80) every plan->keepalive_usec, and ends with a named
+ * error ("transfer-data: image source stalled …") if nothing comes for
+ * plan->source_timeout_usec. A source that fails returns another negative
+ * errno: the flash ends at transfer-data with it.
  *
  * Retries: NRC 0x21 busyRepeatRequest and 0x37 requiredTimeDelayNotExpired
  * repeat the same request (SecurityAccess: from the seed) after
@@ -58,8 +64,10 @@ typedef enum TgFlashStep {
 /* "extended-session", "transfer-data", "check-dependencies", … "done" */
 const char *tg_flash_step_to_string(TgFlashStep s);
 
-/* Read len bytes of the image at offset into buf. Returns len, or a
- * negative errno (a short read is an error). len ≤ the block size. */
+/* Read len bytes of the image at offset into buf. Returns len, -EAGAIN if
+ * they have not arrived yet (then call tg_flash_resume() when they have), or
+ * another negative errno (a short read is an error). len ≤ the block size;
+ * offsets only grow, except that the same offset may be read again. */
 typedef ssize_t (*TgFlashReadFn)(void *userdata, uint64_t offset, uint8_t *buf, size_t len);
 
 typedef struct TgFlashPlan {
@@ -77,8 +85,11 @@ typedef struct TgFlashPlan {
         bool dtc_off;                   /* 85 02 (needs extended_session) */
         bool comm_off;                  /* 28 03 03 (needs extended_session) */
         size_t transport_max;           /* largest UDS message of the transport; 0 = no cap */
+        size_t max_block_data;          /* cap on TransferData data bytes (a source's window); 0 = none */
         unsigned max_retries;           /* NRC 0x21 / 0x37 in a row; 0 = 10 */
         uint64_t retry_delay_usec;      /* 0 = 100 ms */
+        uint64_t keepalive_usec;        /* TesterPresent while read says -EAGAIN; 0 = 2 s (S3 is 5 s) */
+        uint64_t source_timeout_usec;   /* longest wait for image bytes; 0 = 60 s */
 } TgFlashPlan;
 
 typedef struct TgFlashError {
@@ -110,6 +121,10 @@ int tg_flash_start(TgDiagChannel *ch, uint16_t target, const TgFlashPlan *plan, 
  * of the previous image that plan describes (tg_flash_start()). */
 int tg_flash_rollback(TgDiagChannel *ch, uint16_t target, const TgFlashPlan *plan, const TgFlashCallbacks *cb,
                       void *userdata, TgFlash **ret);
+
+/* The image source has more bytes (or has failed): a flash waiting for
+ * them reads again, from the event loop. Harmless at any other time. */
+void tg_flash_resume(TgFlash *f);
 
 /* Stops a flash in progress (no finished callback then). */
 TgFlash *tg_flash_free(TgFlash *f);

@@ -72,6 +72,10 @@ CURLM *tg_http_multi(TgHttp *h) {
         return h->multi;
 }
 
+sd_event *tg_http_event(TgHttp *h) {
+        return h->event;
+}
+
 uint64_t tg_http_wire_bytes(TgHttp *h) {
         sample_all(h);
         return h->wire_bytes;

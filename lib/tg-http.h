@@ -32,6 +32,7 @@ int tg_http_start(TgHttp *h, CURL *easy, TgHttpDoneFn done, void *userdata);
 void tg_http_cancel(TgHttp *h, CURL *easy);
 
 CURLM *tg_http_multi(TgHttp *h);
+sd_event *tg_http_event(TgHttp *h);
 
 /* Bytes on the wire, both directions, since tg_http_new(). */
 uint64_t tg_http_wire_bytes(TgHttp *h);

@@ -4,17 +4,25 @@
  * process: a test-only TgDiagOps hands each request to ecu_model_request()
  * from an sd-event defer source and delivers the model's responses (0x78s
  * and delayed finals from ecu_model_poll() on a timer) through
- * tg_diag_channel_response(). No network.
+ * tg_diag_channel_response(). No network, except for the streamed
+ * downloads: a small HTTP server on this loop, on loopback, and lib/tg-download
+ * (libcurl) reading from it into a bounded window.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ecu-model.h"
 #include "tg-diag.h"
+#include "tg-download.h"
 #include "tg-flash.h"
+#include "tg-http.h"
 #include "tg-keyproto.h"
 #include "tg-test.h"
 #include "tg-uds.h"
@@ -82,6 +90,7 @@ static int on_sim_defer(sd_event_source *src, void *userdata) {
                 return 0;
         s->pending = false;
         tg_diag_channel_sent(&s->ch);
+        tg_diag_channel_acked(&s->ch); /* a suppressed request is done once it is in (ISO-TP: once sent) */
         r = ecu_model_request(s->m, s->req, s->req_len, s->target == TG_DIAG_FUNCTIONAL_ADDRESS, mono_usec(), resp,
                               sizeof resp, &rl);
         assert_se(r >= 0);
@@ -149,19 +158,22 @@ static Sim *sim_new(sd_event *e, EcuModel *m) {
 /* ---- images, streamed ---- */
 
 typedef struct Image {
-        uint8_t data[IMAGE_SIZE];
+        uint8_t *data;
         size_t size;
         uint8_t sha[32];
         char version[16];
         unsigned reads;
 } Image;
 
-static void image_make(Image *img, const char *version, uint8_t salt) {
-        int l = snprintf((char *) img->data, sizeof img->data, "TGV:%s\n", version);
+static void image_make(Image *img, const char *version, uint8_t salt, size_t size) {
+        int l;
 
-        for (size_t i = (size_t) l; i < sizeof img->data; i++)
-                img->data[i] = (uint8_t) (i * 31 + salt);
-        img->size = sizeof img->data;
+        img->data = malloc(size);
+        assert_se(img->data);
+        l = snprintf((char *) img->data, size, "TGV:%s\n", version);
+        for (size_t i = (size_t) l; i < size; i++)
+                img->data[i] = (uint8_t) (i * 31 + salt + (i >> 16));
+        img->size = size;
         snprintf(img->version, sizeof img->version, "%s", version);
         assert_ok(tg_kp_sha256(img->data, img->size, img->sha));
         img->reads = 0;
@@ -241,10 +253,13 @@ typedef struct Tester {
         bool ab;
 } Tester;
 
-static void tester_init(Tester *t, bool ab) {
+static void tester_init_sized(Tester *t, bool ab, size_t image_size, uint32_t bank_size, uint32_t s3_ms,
+                              uint64_t write_speed) {
         EcuModelConfig c = {
                 .ab_banks = ab,
-                .bank_size = BANK_SIZE,
+                .bank_size = bank_size,
+                .s3_ms = s3_ms,
+                .write_speed = write_speed,
                 .memory_address = MEM_ADDR,
                 .part_number = "TG-TEST",
                 .erase_time_ms = 20,
@@ -255,8 +270,8 @@ static void tester_init(Tester *t, bool ab) {
         };
 
         *t = (Tester) { .ab = ab };
-        image_make(&t->old, "1.0.0", 1);
-        image_make(&t->new, "2.0.0", 2);
+        image_make(&t->old, "1.0.0", 1, image_size);
+        image_make(&t->new, "2.0.0", 2, image_size);
         c.initial_image = t->old.data;
         c.initial_image_len = t->old.size;
         c.initial_version = t->old.version;
@@ -266,10 +281,16 @@ static void tester_init(Tester *t, bool ab) {
         t->sim = sim_new(t->e, t->m);
 }
 
+static void tester_init(Tester *t, bool ab) {
+        tester_init_sized(t, ab, IMAGE_SIZE, BANK_SIZE, 0, 0);
+}
+
 static void tester_done(Tester *t) {
         tg_diag_free(&t->sim->ch);
         ecu_model_free(t->m);
         sd_event_unref(t->e);
+        free(t->old.data);
+        free(t->new.data);
 }
 
 static TgFlashError run_plan(Tester *t, const TgFlashPlan *p, bool rollback) {
@@ -456,4 +477,357 @@ static void test_retry(void) {
         tester_done(&t);
 }
 
-TG_TEST_MAIN(TEST(flash_ab), TEST(flash_single), TEST(faults), TEST(retry))
+/* ---- an image source that is not there yet ---- */
+
+#define STREAM_IMAGE (1024 * 1024)
+#define STREAM_BANK (STREAM_IMAGE + 64 * 1024)
+#define STREAM_S3_MS 300
+
+typedef struct Stuck {
+        Image *img;
+        uint64_t stuck_at; /* bytes before it come, the rest never */
+        unsigned eagain;
+} Stuck;
+
+static ssize_t stuck_read(void *userdata, uint64_t offset, uint8_t *buf, size_t len) {
+        Stuck *st = userdata;
+
+        if (offset + len > st->stuck_at) {
+                st->eagain++;
+                return -EAGAIN;
+        }
+        memcpy(buf, st->img->data + offset, len);
+        return (ssize_t) len;
+}
+
+/* A source that stops: TesterPresent keeps the programming session past
+ * the ECU's S3 while it waits, and the stall timer ends the flash with a
+ * named error; nothing half-written is valid, the old image still runs,
+ * and a retry works. */
+static void test_source_stall(void) {
+        Tester t;
+        TgFlashError e;
+        char v[64];
+
+        tester_init_sized(&t, true, IMAGE_SIZE, BANK_SIZE, STREAM_S3_MS, 0);
+        Stuck st = { .img = &t.new, .stuck_at = IMAGE_SIZE / 2 };
+        TgFlashPlan p = plan_for(&t.new, true);
+        p.read = stuck_read;
+        p.read_userdata = &st;
+        p.keepalive_usec = 100 * 1000;
+        p.source_timeout_usec = 3 * STREAM_S3_MS * 1000; /* three S3 periods */
+        e = run_plan(&t, &p, false);
+        fprintf(stderr, "  %s\n", e.message);
+        assert_eq(e.error, -ETIMEDOUT);
+        assert_eq(e.step, TG_FLASH_STEP_TRANSFER_DATA);
+        assert_se(strstr(e.message, "image source stalled at 9216 of 20000 bytes for 0.9 s"));
+        assert_eq(st.eagain, 1); /* no resume: read once, then waited */
+        {
+                /* The session outlived three S3 periods: RequestTransferExit
+                 * now is out of sequence (the transfer is unfinished), not
+                 * out of session. */
+                const uint8_t req[] = { 0x37 };
+                _cleanup_free_ uint8_t *resp = NULL;
+                TgDiagResult r;
+                size_t rl;
+
+                assert_ok(tg_diag_request_wait(&t.sim->ch, TARGET, req, sizeof req, &r, &resp, &rl));
+                assert_eq(rl, 3);
+                assert_eq(resp[0], 0x7F);
+                assert_eq(resp[2], TG_UDS_NRC_REQUEST_SEQUENCE_ERROR);
+        }
+        assert_no_mixed(&t);
+        read_version(&t, v, sizeof v);
+        assert_streq(v, "1.0.0");
+        e = flash(&t, &t.new);
+        assert_eq(e.error, 0);
+        assert_flashed(&t, &t.new);
+        tester_done(&t);
+}
+
+/* ---- an HTTP server on the test's loop, over loopback ---- */
+
+typedef struct Server {
+        sd_event *e;
+        int listen_fd;
+        uint16_t port;
+        sd_event_source *accept_src, *conn_src, *tick;
+        int fd;
+        const uint8_t *body;
+        size_t size;
+        int status;             /* 200 or an error status */
+        size_t chunk;           /* body bytes a tick */
+        uint64_t tick_usec;
+        size_t stall_at;        /* pause once after this many body bytes … */
+        uint64_t stall_usec;    /* … for this long */
+        size_t cut_at;          /* close after this many body bytes; 0 = never */
+        /* the connection */
+        char req[2048];
+        size_t req_len;
+        char head[256];
+        size_t head_len, head_sent, sent;
+        bool stalled;
+        unsigned requests;
+} Server;
+
+static void server_close_conn(Server *sv) {
+        sv->conn_src = sd_event_source_disable_unref(sv->conn_src);
+        sv->tick = sd_event_source_disable_unref(sv->tick);
+        if (sv->fd >= 0)
+                close(sv->fd);
+        sv->fd = -1;
+}
+
+static int on_server_tick(sd_event_source *src, uint64_t usec, void *userdata) {
+        Server *sv = userdata;
+        uint64_t next = sv->tick_usec;
+        ssize_t n;
+
+        (void) src;
+        (void) usec;
+        while (sv->head_sent < sv->head_len) {
+                n = send(sv->fd, sv->head + sv->head_sent, sv->head_len - sv->head_sent, MSG_NOSIGNAL);
+                if (n <= 0)
+                        goto rearm;
+                sv->head_sent += (size_t) n;
+        }
+        if (sv->status == 200) {
+                size_t end = sv->sent + sv->chunk;
+
+                if (end > sv->size)
+                        end = sv->size;
+                if (sv->stall_at && !sv->stalled && end > sv->stall_at)
+                        end = sv->stall_at;
+                if (sv->cut_at && end > sv->cut_at)
+                        end = sv->cut_at;
+                if (end > sv->sent) {
+                        n = send(sv->fd, sv->body + sv->sent, end - sv->sent, MSG_NOSIGNAL);
+                        if (n > 0)
+                                sv->sent += (size_t) n;
+                }
+                if (sv->stall_at && !sv->stalled && sv->sent == sv->stall_at) {
+                        sv->stalled = true;
+                        next = sv->stall_usec;
+                }
+        }
+        if ((sv->status != 200 || sv->sent == sv->size || (sv->cut_at && sv->sent >= sv->cut_at))) {
+                server_close_conn(sv);
+                return 0;
+        }
+rearm:
+        assert_ok(sd_event_source_set_time_relative(sv->tick, next));
+        assert_ok(sd_event_source_set_enabled(sv->tick, SD_EVENT_ONESHOT));
+        return 0;
+}
+
+static int on_server_conn(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Server *sv = userdata;
+        ssize_t n;
+
+        (void) src;
+        (void) revents;
+        n = recv(fd, sv->req + sv->req_len, sizeof sv->req - 1 - sv->req_len, 0);
+        if (n <= 0) {
+                if (n == 0 || errno != EAGAIN)
+                        server_close_conn(sv);
+                return 0;
+        }
+        sv->req_len += (size_t) n;
+        sv->req[sv->req_len] = 0;
+        if (!strstr(sv->req, "\r\n\r\n") || sv->tick)
+                return 0;
+        assert_se(strncmp(sv->req, "GET /image.bin HTTP/1.1\r\n", 25) == 0);
+        sv->requests++;
+        if (sv->status == 200)
+                sv->head_len = (size_t) snprintf(sv->head, sizeof sv->head,
+                                                 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+                                                 "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                                                 sv->size);
+        else
+                sv->head_len = (size_t) snprintf(sv->head, sizeof sv->head,
+                                                 "HTTP/1.1 %d Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                                                 sv->status);
+        assert_ok(sd_event_add_time_relative(sv->e, &sv->tick, CLOCK_MONOTONIC, 0, 1, on_server_tick, sv));
+        return 0;
+}
+
+static int on_server_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Server *sv = userdata;
+        int c;
+
+        (void) src;
+        (void) revents;
+        c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0)
+                return 0;
+        server_close_conn(sv);
+        *sv = (Server) { .e = sv->e, .listen_fd = sv->listen_fd, .port = sv->port, .accept_src = sv->accept_src,
+                         .fd = c, .body = sv->body, .size = sv->size, .status = sv->status, .chunk = sv->chunk,
+                         .tick_usec = sv->tick_usec, .stall_at = sv->stall_at, .stall_usec = sv->stall_usec,
+                         .cut_at = sv->cut_at, .requests = sv->requests };
+        assert_ok(sd_event_add_io(sv->e, &sv->conn_src, c, EPOLLIN, on_server_conn, sv));
+        return 0;
+}
+
+static void server_start(Server *sv, sd_event *e, const Image *img) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t al = sizeof a;
+
+        *sv = (Server) { .e = e, .fd = -1, .body = img->data, .size = img->size, .status = 200,
+                         .chunk = 64 * 1024, .tick_usec = 1000 };
+        sv->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        assert_se(sv->listen_fd >= 0);
+        assert_ok(bind(sv->listen_fd, (struct sockaddr *) &a, sizeof a));
+        assert_ok(listen(sv->listen_fd, 4));
+        assert_ok(getsockname(sv->listen_fd, (struct sockaddr *) &a, &al));
+        sv->port = ntohs(a.sin_port);
+        assert_ok(sd_event_add_io(e, &sv->accept_src, sv->listen_fd, EPOLLIN, on_server_accept, sv));
+}
+
+static void server_stop(Server *sv) {
+        server_close_conn(sv);
+        sv->accept_src = sd_event_source_disable_unref(sv->accept_src);
+        close(sv->listen_fd);
+}
+
+/* ---- flashing from a download ---- */
+
+#define WINDOW TG_DOWNLOAD_WINDOW_MIN
+
+typedef struct DlRun {
+        Run run;
+        TgFlash *f;
+} DlRun;
+
+static void on_download_wake(TgDownload *d, void *userdata) {
+        DlRun *x = userdata;
+
+        (void) d;
+        if (x->f)
+                tg_flash_resume(x->f);
+}
+
+static TgFlashError flash_download(Tester *t, TgHttp *http, const Server *sv, Image *img, uint64_t keepalive_usec,
+                                   TgDownload **ret_dl) {
+        DlRun x = {};
+        TgDownload *d = NULL;
+        CURL *easy = curl_easy_init();
+        char url[64];
+
+        assert_se(easy);
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/image.bin", (unsigned) sv->port);
+        curl_easy_setopt(easy, CURLOPT_URL, url);
+        assert_ok(tg_download_start(http, easy, WINDOW, on_download_wake, &x, &d));
+
+        TgFlashPlan p = plan_for(img, t->ab);
+        p.read = tg_download_read;
+        p.read_userdata = d;
+        p.keepalive_usec = keepalive_usec;
+        p.source_timeout_usec = 5 * 1000 * 1000;
+        assert_ok(tg_flash_start(&t->sim->ch, TARGET, &p, &callbacks, &x.run, &x.f));
+        while (!x.run.done)
+                assert_se(sd_event_run(t->e, UINT64_MAX) >= 0);
+        x.f = tg_flash_free(x.f);
+        /* bounded memory: the window never held more than its size */
+        assert_le(tg_download_peak(d), (size_t) WINDOW);
+        *ret_dl = d;
+        return x.run.err;
+}
+
+/* 1 MiB from HTTP through a 64 KiB window into the ECU, with the server
+ * stopping for longer than the ECU's S3 halfway: TesterPresent holds the
+ * session. Without it (keepalive longer than S3) the ECU drops back to the
+ * default session and TransferData is refused: the keepalive is what
+ * carries the flash over the pause. */
+static void test_download(void) {
+        _cleanup_(tg_http_freep) TgHttp *http = NULL;
+        TgDownload *d = NULL;
+        Server sv;
+        Tester t;
+        TgFlashError e;
+
+        /* the ECU writes 4 MB/s, the server sends faster: the window fills */
+        tester_init_sized(&t, true, STREAM_IMAGE, STREAM_BANK, STREAM_S3_MS, 4 * 1000 * 1000);
+        assert_ok(tg_http_new(t.e, &http));
+        server_start(&sv, t.e, &t.new);
+        sv.stall_at = STREAM_IMAGE / 2;
+        sv.stall_usec = 3 * STREAM_S3_MS * 1000;
+
+        e = flash_download(&t, http, &sv, &t.new, 100 * 1000, &d);
+        if (e.error)
+                fprintf(stderr, "  %s (download: %s)\n", e.message, tg_download_message(d));
+        assert_eq(e.error, 0);
+        assert_se(sv.stalled);
+        assert_eq(tg_download_received(d), (uint64_t) STREAM_IMAGE);
+        assert_eq(tg_download_size(d), (int64_t) STREAM_IMAGE);
+        fprintf(stderr, "  %u KiB through a window of %u KiB (peak %zu KiB)\n", STREAM_IMAGE / 1024, WINDOW / 1024,
+                tg_download_peak(d) / 1024);
+        /* the window filled up: the transfer paused and went on */
+        assert_se(tg_download_peak(d) > WINDOW - CURL_MAX_WRITE_SIZE);
+        d = tg_download_free(d);
+        assert_flashed(&t, &t.new);
+
+        /* the same pause without the keepalive: the ECU's S3 ends the session */
+        sv.stalled = false;
+        e = flash_download(&t, http, &sv, &t.old, 10 * 1000 * 1000, &d);
+        fprintf(stderr, "  without keepalive: %s\n", e.message);
+        assert_eq(e.error, -EREMOTEIO);
+        assert_eq(e.step, TG_FLASH_STEP_TRANSFER_DATA);
+        assert_eq(e.nrc, TG_UDS_NRC_SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION);
+        d = tg_download_free(d);
+        assert_no_mixed(&t);
+        assert_flashed(&t, &t.new); /* still the image of the first flash */
+        server_stop(&sv);
+        tester_done(&t);
+}
+
+/* A download that breaks (the server closes mid-body) or never starts
+ * (404): a named error at transfer-data, no bank valid with half an image,
+ * the old image runs on, and a retry with a good download works. */
+static void test_download_broken(void) {
+        _cleanup_(tg_http_freep) TgHttp *http = NULL;
+        TgDownload *d = NULL;
+        Server sv;
+        Tester t;
+        TgFlashError e;
+        char v[64];
+
+        tester_init_sized(&t, true, STREAM_IMAGE, STREAM_BANK, 0, 0);
+        assert_ok(tg_http_new(t.e, &http));
+        server_start(&sv, t.e, &t.new);
+
+        sv.cut_at = STREAM_IMAGE * 2 / 5;
+        e = flash_download(&t, http, &sv, &t.new, 0, &d);
+        fprintf(stderr, "  cut: %s (download: %s)\n", e.message, tg_download_message(d));
+        assert_eq(e.step, TG_FLASH_STEP_TRANSFER_DATA);
+        assert_eq(e.error, -EIO);
+        assert_eq(tg_download_error(d), -EIO);
+        assert_se(tg_download_message(d)[0]);
+        assert_le(tg_download_received(d), (uint64_t) sv.cut_at);
+        d = tg_download_free(d);
+        assert_no_mixed(&t);
+        read_version(&t, v, sizeof v);
+        assert_streq(v, "1.0.0");
+
+        sv.cut_at = 0;
+        sv.status = 404;
+        e = flash_download(&t, http, &sv, &t.new, 0, &d);
+        fprintf(stderr, "  404: %s (download: %s)\n", e.message, tg_download_message(d));
+        assert_eq(e.step, TG_FLASH_STEP_TRANSFER_DATA);
+        assert_eq(e.error, -EPROTO);
+        assert_streq(tg_download_message(d), "HTTP 404");
+        d = tg_download_free(d);
+        assert_no_mixed(&t);
+
+        sv.status = 200;
+        e = flash_download(&t, http, &sv, &t.new, 0, &d);
+        assert_eq(e.error, 0);
+        d = tg_download_free(d);
+        assert_flashed(&t, &t.new);
+        assert_eq(sv.requests, 3);
+        server_stop(&sv);
+        tester_done(&t);
+}
+
+TG_TEST_MAIN(TEST(flash_ab), TEST(flash_single), TEST(faults), TEST(retry), TEST(source_stall),
+             TEST(download), TEST(download_broken))
