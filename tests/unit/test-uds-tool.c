@@ -5,11 +5,14 @@
  * built tollgate-canhub (TG_CANHUB), as an ISO-TP node from a configuration
  * file: flash a generated image into the A/B ECU, read the new version, the
  * simulator's state (SIGUSR1) shows the image's SHA-256 in the active bank,
- * rollback --ab brings 1.0 back; reads, raw requests, negative responses,
- * transport errors and bad input with their exit statuses.
+ * rollback --ab brings 1.0 back; the same flash streamed from an HTTP
+ * server on loopback (python3 -m http.server); reads, raw requests, negative
+ * responses, transport errors and bad input with their exit statuses.
  */
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -160,6 +163,107 @@ static void test_doip_flash_rollback(void) {
         t.transport[0] = doip;
         t.transport[1] = "--target=0x1001";
         flash_cycle(&t, &sim, dir);
+        tg_test_proc_stop(&sim.proc);
+}
+
+/* A free loopback TCP port (bound, read back, released). */
+static uint16_t free_port(void) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t al = sizeof a;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_se(fd >= 0);
+        assert_ok(bind(fd, (struct sockaddr *) &a, sizeof a));
+        assert_ok(getsockname(fd, (struct sockaddr *) &a, &al));
+        close(fd);
+        return ntohs(a.sin_port);
+}
+
+static bool port_open(uint16_t port) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok;
+
+        assert_se(fd >= 0);
+        ok = connect(fd, (struct sockaddr *) &a, sizeof a) == 0;
+        close(fd);
+        return ok;
+}
+
+/* flash URL: the image streamed over HTTP from python3's http.server into
+ * the A/B ECU, its hash from --sha256=; a wrong hash is refused by the ECU
+ * at the dependency check with the old image still running; a 404, a URL
+ * without --sha256= and a file that does not match --sha256= are refused
+ * before anything is sent. */
+static void test_doip_flash_url(void) {
+        _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
+        _cleanup_free_ char *doip = NULL, *image = NULL, *url = NULL, *missing = NULL, *shaopt = NULL,
+                            *out = NULL, *err = NULL;
+        const char *bin = tg_test_binary("TG_UDS_TOOL");
+        Tool t = { .bin = bin, .dir = dir };
+        TgTestProc http;
+        Sim sim;
+        uint8_t sha[32];
+        char hex[65], port[8], frag[160];
+        uint16_t p;
+
+        if (!bin || access("/usr/bin/python3", X_OK) < 0) {
+                fprintf(stderr, "  (no python3 for the HTTP server: skipped)\n");
+                return;
+        }
+        if (!sim_start(&sim, dir, (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL },
+                       true))
+                return;
+        image = tg_test_path(dir, "image.bin");
+        make_image(image, sha);
+        hex32(sha, hex);
+        p = free_port();
+        snprintf(port, sizeof port, "%u", p);
+        tg_test_proc_start(&http, dir, "http", "/usr/bin/python3",
+                           (const char *const[]) { "python3", "-m", "http.server", port, "--bind", "127.0.0.1",
+                                                   "--directory", dir, NULL });
+        for (unsigned i = 0; i < 500 && !port_open(p); i++) {
+                tg_test_proc_assert_running(&http);
+                usleep(10000);
+        }
+        assert_se(port_open(p));
+        assert_ok(asprintf(&doip, "--doip=127.0.0.1:%u", sim.port));
+        assert_ok(asprintf(&url, "http://127.0.0.1:%u/image.bin", p));
+        assert_ok(asprintf(&missing, "http://127.0.0.1:%u/missing.bin", p));
+        assert_ok(asprintf(&shaopt, "--sha256=%s", hex));
+        t.transport[0] = doip;
+        t.transport[1] = "--target=0x1001";
+
+        RUN(&t, 0, out, err, "flash", url, shaopt, "--version=2.0", "--ab", "--extended");
+        assert_contains(out, "flash: done: http://127.0.0.1:");
+        assert_contains(out, hex);
+        RUN(&t, 0, out, err, "read", "F189");
+        assert_contains(out, "\"2.0\"");
+        snprintf(frag, sizeof frag, "valid=yes version=2.0 written=%u sha256=%s", IMAGE_SIZE, hex);
+        assert_bank(&sim, 'B', frag);
+
+        /* the manifest's hash is not the stream's: the ECU refuses the image, B stays */
+        RUN(&t, 1, out, err, "--json", "flash", url,
+            "--sha256=00000000000000000000000000000000000000000000000000000000000000ff", "--version=3.0", "--ab",
+            "--extended");
+        assert_contains(out, "\"step\":\"check-dependencies\"");
+        RUN(&t, 0, out, err, "read", "F189");
+        assert_contains(out, "\"2.0\"");
+
+        RUN(&t, 5, out, err, "flash", missing, shaopt, "--ab", "--extended");
+        assert_contains(err, "HTTP 404");
+        RUN(&t, 2, out, err, "flash", url, "--ab", "--extended");
+        assert_contains(err, "needs --sha256=");
+        RUN(&t, 2, out, err, "flash", image, "--sha256=00000000000000000000000000000000000000000000000000000000000000ff",
+            "--ab", "--extended");
+        assert_contains(err, "not the one --sha256= gives");
+        RUN(&t, 2, out, err, "flash", url, "--sha256=12ab", "--ab", "--extended");
+        assert_contains(err, "64 hex digits");
+        RUN(&t, 0, out, err, "read", "F189");
+        assert_contains(out, "\"2.0\"");
+
+        tg_test_proc_stop(&http);
         tg_test_proc_stop(&sim.proc);
 }
 
@@ -415,4 +519,5 @@ static void test_isotp_flash_rollback(void) {
         tg_test_hub_stop(&hub);
 }
 
-TG_TEST_MAIN(TEST(doip_kill_mid_flash), TEST(bad_input), TEST(doip_services), TEST(doip_flash_rollback), TEST(isotp_flash_rollback));
+TG_TEST_MAIN(TEST(doip_kill_mid_flash), TEST(bad_input), TEST(doip_services), TEST(doip_flash_rollback),
+             TEST(doip_flash_url), TEST(isotp_flash_rollback));

@@ -3,7 +3,8 @@
 /*
  * tollgate-uds flash and rollback: lib/tg-flash with the image streamed from
  * its file (one pass for the SHA-256 first, then pread() block by block:
- * never held whole), the demonstration seed-to-key algorithm for
+ * never held whole) or from an http(s) URL through lib/tg-download's window
+ * (the SHA-256 from --sha256=), the demonstration seed-to-key algorithm for
  * SecurityAccess (tg_uds_key_demo(), the one the ECU simulator checks), and
  * the progress as a line per 10 % or, on a terminal, a bar.
  */
@@ -18,9 +19,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tg-config.h"
+#include "tg-download.h"
 #include "tg-flash.h"
+#include "tg-http.h"
 #include "tg-uds.h"
 #include "uds.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
 
 /* After tg-macro.h (ours MIN/MAX win); options.h before any other wolfSSL
  * header: it carries the feature set the library was built with. */
@@ -29,12 +37,18 @@
 
 #define HASH_CHUNK (64 * 1024)
 #define BAR_WIDTH 30
+/* A download's window: what a streamed image holds in memory at most. */
+#define STREAM_WINDOW (256 * 1024)
 
 typedef struct Image {
-        const char *path;
+        const char *path;       /* the file, or the URL */
         int fd;
         uint64_t size;
         uint8_t sha256[32];
+        /* streamed from a URL */
+        TgHttp *http;
+        TgDownload *download;
+        TgFlash *flash;         /* the flash it feeds, woken when bytes come */
 } Image;
 
 typedef struct Run {
@@ -128,8 +142,74 @@ static int image_open(Image *img, const char *path) {
         return UDS_EXIT_OK;
 }
 
+static bool is_url(const char *s) {
+        return startswith(s, "http://") || startswith(s, "https://");
+}
+
+static void on_stream_wake(TgDownload *d, void *userdata) {
+        Image *img = userdata;
+
+        (void) d;
+        if (img->flash)
+                tg_flash_resume(img->flash);
+}
+
+/* Start downloading url and wait for the first bytes, which tell its size
+ * (Content-Length). UDS_EXIT_OK or an exit status (reported). */
+static int image_open_url(Uds *u, Image *img, const char *url) {
+        CURL *easy;
+        int r;
+
+        *img = (Image) { .path = url, .fd = -EBADF };
+        memcpy(img->sha256, u->sha256, sizeof img->sha256);
+        r = tg_http_new(u->event, &img->http);
+        easy = r >= 0 ? curl_easy_init() : NULL;
+        if (!easy) {
+                uds_error("Cannot set up the download: out of memory.");
+                return UDS_EXIT_LOCAL;
+        }
+        curl_easy_setopt(easy, CURLOPT_URL, url);
+        curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) (u->timeout_usec / 1000));
+        /* a server that sends nothing for 30 s ends the download (and the flash) */
+        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 30L);
+        curl_easy_setopt(easy, CURLOPT_USERAGENT, "tollgate-uds/" PACKAGE_VERSION);
+        r = tg_download_start(img->http, easy, STREAM_WINDOW, on_stream_wake, img, &img->download);
+        if (r < 0) {
+                uds_error("Cannot start the download of %s: %s", url, strerror(-r));
+                return UDS_EXIT_LOCAL;
+        }
+        while (tg_download_received(img->download) == 0 && !tg_download_finished(img->download)) {
+                r = sd_event_run(u->event, UINT64_MAX);
+                if (r < 0) {
+                        uds_error("Event loop failed: %s", strerror(-r));
+                        return UDS_EXIT_LOCAL;
+                }
+        }
+        if (tg_download_error(img->download)) {
+                uds_error("Cannot download %s: %s", url, tg_download_message(img->download));
+                return UDS_EXIT_LOCAL;
+        }
+        if (tg_download_size(img->download) <= 0) {
+                uds_error(tg_download_size(img->download) == 0 ? "The image at %s is empty."
+                                                               : "The server sent no Content-Length for %s: a flash "
+                                                                 "needs the image's size before it starts.",
+                          url);
+                return UDS_EXIT_LOCAL;
+        }
+        img->size = (uint64_t) tg_download_size(img->download);
+        return UDS_EXIT_OK;
+}
+
 static void image_close(Image *img) {
         img->fd = safe_close(img->fd);
+        img->flash = NULL;
+        img->download = tg_download_free(img->download);
+        img->http = tg_http_free(img->http);
 }
 
 static void sha256_hex(const uint8_t h[32], char out[65]) {
@@ -182,6 +262,9 @@ static int exit_status(const TgFlashError *e) {
                 return UDS_EXIT_OK;
         if (e->diag.error != TG_DIAG_OK)
                 return UDS_EXIT_TRANSPORT;
+        /* neither the ECU nor the transport: the image could not be read (or downloaded) */
+        if (e->step == TG_FLASH_STEP_TRANSFER_DATA && e->nrc == 0 && e->error != -EBADMSG)
+                return UDS_EXIT_LOCAL;
         switch (e->error) {
         case -EREMOTEIO:
                 return UDS_EXIT_REFUSED;
@@ -217,6 +300,8 @@ static int flash_run(Uds *u, const char *command, const TgFlashPlan *plan, Image
                 uds_error("Cannot start the %s: %s", command, strerror(-r));
                 return r == -EINVAL ? UDS_EXIT_USAGE : UDS_EXIT_LOCAL;
         }
+        if (img)
+                img->flash = f;
         while (!run.done) {
                 r = sd_event_run(u->event, UINT64_MAX);
                 if (r < 0) {
@@ -227,8 +312,10 @@ static int flash_run(Uds *u, const char *command, const TgFlashPlan *plan, Image
         secs = (double) (now_usec() - run.start_usec) / 1e6;
         if (run.bar)
                 printf("\n");
-        if (img)
+        if (img) {
+                img->flash = NULL;
                 sha256_hex(img->sha256, hex);
+        }
         r = exit_status(&run.err);
         if (u->json) {
                 printf("{\"command\":\"%s\",\"result\":\"%s\",\"target\":\"0x%04X\"", command,
@@ -249,11 +336,17 @@ static int flash_run(Uds *u, const char *command, const TgFlashPlan *plan, Image
                         if (run.err.nrc)
                                 printf(",\"nrc\":%u,\"nrc_name\":\"%s\"", run.err.nrc,
                                        tg_uds_nrc_to_string(run.err.nrc));
+                        if (img && img->download && tg_download_error(img->download)) {
+                                printf(",\"download_error\":");
+                                uds_json_string(stdout, tg_download_message(img->download));
+                        }
                 }
                 printf(",\"exit\":%d}\n", r);
         }
         if (r != UDS_EXIT_OK) {
                 uds_error("%s failed at %s", command, run.err.message);
+                if (img && img->download && tg_download_error(img->download))
+                        uds_error("(the download of %s: %s)", img->path, tg_download_message(img->download));
                 if (run.err.step == TG_FLASH_STEP_PROGRAMMING_SESSION && !u->extended &&
                     (run.err.nrc == TG_UDS_NRC_CONDITIONS_NOT_CORRECT ||
                      run.err.nrc == TG_UDS_NRC_SUB_FUNCTION_NOT_SUPPORTED_IN_ACTIVE_SESSION))
@@ -303,19 +396,53 @@ static int check_plan(Uds *u) {
         return UDS_EXIT_OK;
 }
 
+/* image_open(), and the hash --sha256= gives, if it gives one. */
+static int image_open_checked(Uds *u, Image *img, const char *path) {
+        char hex[65];
+        int r;
+
+        r = image_open(img, path);
+        if (r != UDS_EXIT_OK || !u->have_sha256 || memcmp(img->sha256, u->sha256, sizeof img->sha256) == 0)
+                return r;
+        sha256_hex(img->sha256, hex);
+        uds_error("The image %s has the SHA-256 %s, not the one --sha256= gives.", path, hex);
+        return UDS_EXIT_USAGE;
+}
+
 int uds_cmd_flash(Uds *u, char **args, int n) {
         TgFlashPlan plan;
         Image img = { .fd = -EBADF };
         int r;
 
         if (n != 1) {
-                uds_error(n == 0 ? "flash takes the image file (flash IMAGE)." : "flash takes one image file.");
+                uds_error(n == 0 ? "flash takes the image file or URL (flash IMAGE)."
+                                 : "flash takes one image file or URL.");
                 return UDS_EXIT_USAGE;
         }
         r = check_plan(u);
         if (r != UDS_EXIT_OK)
                 return r;
-        r = image_open(&img, args[0]);
+        if (is_url(args[0])) {
+                /* The ECU checks the hash at the end of the stream, and a
+                 * stream is not read twice: the hash comes from the manifest. */
+                if (!u->have_sha256) {
+                        uds_error("flash %s needs --sha256= (the image's SHA-256, from its manifest).", args[0]);
+                        return UDS_EXIT_USAGE;
+                }
+                r = image_open_url(u, &img, args[0]);
+                if (r == UDS_EXIT_OK) {
+                        plan_init(u, &plan);
+                        plan.read = tg_download_read;
+                        plan.read_userdata = img.download;
+                        plan.size = img.size;
+                        plan.max_block_data = STREAM_WINDOW - CURL_MAX_WRITE_SIZE;
+                        memcpy(plan.sha256, img.sha256, sizeof plan.sha256);
+                        r = flash_run(u, "flash", &plan, &img, false);
+                }
+                image_close(&img);
+                return r;
+        }
+        r = image_open_checked(u, &img, args[0]);
         if (r == UDS_EXIT_OK) {
                 plan_init(u, &plan);
                 plan.read = image_read;
@@ -344,7 +471,7 @@ int uds_cmd_rollback(Uds *u, char **args, int n) {
         plan_init(u, &plan);
         if (u->ab)
                 return flash_run(u, "rollback", &plan, NULL, true);
-        r = image_open(&img, args[0]);
+        r = image_open_checked(u, &img, args[0]);
         if (r == UDS_EXIT_OK) {
                 plan.read = image_read;
                 plan.read_userdata = &img;

@@ -110,6 +110,20 @@ bad:
 
 /* ---- command line ---- */
 
+static int parse_sha256(const char *s, uint8_t out[32]) {
+        if (strlen(s) != 64)
+                return -EINVAL;
+        for (unsigned i = 0; i < 32; i++) {
+                unsigned v;
+                char c[3] = { s[2 * i], s[2 * i + 1], 0 };
+
+                if (!isxdigit((unsigned char) c[0]) || !isxdigit((unsigned char) c[1]) || sscanf(c, "%2x", &v) != 1)
+                        return -EINVAL;
+                out[i] = (uint8_t) v;
+        }
+        return 0;
+}
+
 static void help(void) {
         printf("Usage: tollgate-uds [--doip=ADDR[:PORT]] [--tester=ADDR] --target=ADDR COMMAND [ARG...]\n"
                "       tollgate-uds --can=SPEC --tx-id=ID --rx-id=ID [--fd [--dl=N] [--brs]]\n"
@@ -122,7 +136,7 @@ static void help(void) {
                "  reset [hard|soft|key]   ECUReset (hard by default)\n"
                "  tester-present          TesterPresent\n"
                "  raw HEX...              send any request, print the response (raw 22 F1 90)\n"
-               "  flash IMAGE             program IMAGE (see the flash options)\n"
+               "  flash IMAGE|URL         program IMAGE, or stream it from an http(s) URL (with --sha256=)\n"
                "  rollback --ab | IMAGE   back to the previous bank, or re-flash the previous IMAGE\n\n"
                "Transport:\n"
                "  --doip=ADDR[:PORT]      DoIP entity (numeric IPv4/IPv6; port 13400 by default)\n"
@@ -143,7 +157,8 @@ static void help(void) {
                "  --memory-address=A      erase and download address (default 0)\n"
                "  --no-security           skip SecurityAccess\n"
                "  --security-level=N      SecurityAccess requestSeed level (default 0x01)\n"
-               "  --extended              extended session first; with it: --dtc-off, --comm-off\n\n"
+               "  --extended              extended session first; with it: --dtc-off, --comm-off\n"
+               "  --sha256=HEX            the image's SHA-256 (needed for a URL; a file must match it)\n\n"
                "Output:\n"
                "  --json                  results as one JSON object\n"
                "  -q, --quiet             no progress\n"
@@ -168,7 +183,7 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                 ARG_DOIP = 0x100, ARG_TESTER, ARG_CAN, ARG_TX_ID, ARG_RX_ID, ARG_FD, ARG_DL, ARG_BRS, ARG_FUNCTIONAL,
                 ARG_TARGET, ARG_P2, ARG_TIMEOUT, ARG_JSON, ARG_LOG_LEVEL, ARG_VERSION, ARG_AB, ARG_MEMORY_ADDRESS,
                 ARG_NO_SECURITY, ARG_SECURITY_LEVEL, ARG_EXTENDED, ARG_DTC_OFF, ARG_COMM_OFF, ARG_BITRATE,
-                ARG_RESTART_MS, ARG_KERNEL_ISOTP,
+                ARG_RESTART_MS, ARG_KERNEL_ISOTP, ARG_SHA256,
         };
         static const struct option options[] = {
                 { "doip", required_argument, NULL, ARG_DOIP },
@@ -198,6 +213,7 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                 { "extended", no_argument, NULL, ARG_EXTENDED },
                 { "dtc-off", no_argument, NULL, ARG_DTC_OFF },
                 { "comm-off", no_argument, NULL, ARG_COMM_OFF },
+                { "sha256", required_argument, NULL, ARG_SHA256 },
                 {},
         };
         uint32_t v;
@@ -359,6 +375,14 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                         u->comm_off = true;
                         u->flash_options = true;
                         break;
+                case ARG_SHA256:
+                        if (parse_sha256(optarg, u->sha256) < 0) {
+                                uds_error("Bad --sha256=%s: takes the image's SHA-256 as 64 hex digits.", optarg);
+                                return -EINVAL;
+                        }
+                        u->have_sha256 = true;
+                        u->flash_options = true;
+                        break;
                 case '?':
                         if (optopt)
                                 uds_error("Option -%c unknown or missing its argument (see --help).", optopt);
@@ -454,7 +478,7 @@ static int run(int argc, char *argv[]) {
         }
         if (u->flash_options && !streq(cmd, "flash") && !streq(cmd, "rollback")) {
                 uds_error("--version=, --ab, --memory-address=, --no-security, --security-level=, --extended, "
-                          "--dtc-off and --comm-off are for flash and rollback.");
+                          "--dtc-off, --comm-off and --sha256= are for flash and rollback.");
                 return UDS_EXIT_USAGE;
         }
         if (check_transport(u) < 0)

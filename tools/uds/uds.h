@@ -47,6 +47,8 @@ typedef struct Uds {
         uint64_t memory_address;
         bool no_security, extended, dtc_off, comm_off;
         uint8_t security_level;
+        uint8_t sha256[32];     /* --sha256=: the image's hash, from its manifest */
+        bool have_sha256;
         bool flash_options;     /* one of the above was given */
 
         sd_event *event;
