@@ -454,8 +454,10 @@ static void on_response(TgDiagChannel *ch, const TgDiagResult *res, void *userda
 
         (void) ch;
         f->in_flight = false;
-        if (f->dropping)
+        if (f->dropping) {
+                f->keepalive_in_flight = false;
                 return;
+        }
         if (f->keepalive_in_flight) {
                 keepalive_done(f, res);
                 return;

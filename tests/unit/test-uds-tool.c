@@ -369,12 +369,16 @@ static void test_doip_services(void) {
         /* programming without the extended session first: refused by this ECU, with a hint */
         image = tg_test_path(dir, "small.bin");
         tg_test_write_file(image, "0123456789abcdef", 16);
-        RUN(&t, 1, out, err, "flash", image, "--ab");
+        RUN(&t, 1, out, err, "flash", image, "--ab", "--no-extended");
         assert_contains(err, "flash failed at programming-session: negative response 0x22 conditionsNotCorrect");
-        assert_contains(err, "--extended");
-        RUN(&t, 1, out, err, "--json", "flash", image, "--ab");
+        assert_contains(err, "drop --no-extended");
+        RUN(&t, 1, out, err, "--json", "flash", image, "--ab", "--no-extended");
         assert_contains(out, "\"result\":\"failed\"");
         assert_contains(out, "\"nrc\":34");
+        /* by default the extended session comes first, as the ECU wants */
+        RUN(&t, 0, out, err, "-q", "flash", image, "--ab", "--version=1.1");
+        RUN(&t, 0, out, err, "read", "F189");
+        assert_contains(out, "\"1.1\"");
 
         /* transport failures: exit 3 */
         t.transport[1] = "--target=0x2002";
@@ -422,8 +426,8 @@ static void test_bad_input(void) {
         assert_contains(err, "is empty");
         RUN(&t, 2, out, err, "flash");
         assert_contains(err, "flash takes the image file");
-        RUN(&t, 2, out, err, "flash", empty, "--dtc-off");
-        assert_contains(err, "need --extended");
+        RUN(&t, 2, out, err, "flash", empty, "--dtc-off", "--no-extended");
+        assert_contains(err, "drop --no-extended");
         RUN(&t, 2, out, err, "rollback");
         RUN(&t, 2, out, err, "rollback", "--ab", missing);
         RUN(&t, 2, out, err, "read", "F189", "--ab");

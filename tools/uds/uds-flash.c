@@ -351,7 +351,7 @@ static int flash_run(Uds *u, const char *command, const TgFlashPlan *plan, Image
                     (run.err.nrc == TG_UDS_NRC_CONDITIONS_NOT_CORRECT ||
                      run.err.nrc == TG_UDS_NRC_SUB_FUNCTION_NOT_SUPPORTED_IN_ACTIVE_SESSION))
                         uds_error("(most ECUs enter the programming session from the extended one only: "
-                                  "try --extended)");
+                                  "drop --no-extended)");
                 return r;
         }
         if (!u->json) {
@@ -386,7 +386,8 @@ static void plan_init(Uds *u, TgFlashPlan *plan) {
 
 static int check_plan(Uds *u) {
         if ((u->dtc_off || u->comm_off) && !u->extended) {
-                uds_error("--dtc-off and --comm-off need --extended (they are sent in the extended session).");
+                uds_error("--dtc-off and --comm-off need the extended session (they are sent there): "
+                          "drop --no-extended.");
                 return UDS_EXIT_USAGE;
         }
         if (u->target == TG_DIAG_FUNCTIONAL_ADDRESS) {

@@ -157,7 +157,9 @@ static void help(void) {
                "  --memory-address=A      erase and download address (default 0)\n"
                "  --no-security           skip SecurityAccess\n"
                "  --security-level=N      SecurityAccess requestSeed level (default 0x01)\n"
-               "  --extended              extended session first; with it: --dtc-off, --comm-off\n"
+               "  --no-extended           straight to the programming session (by default the extended\n"
+               "                          session comes first; --extended says so)\n"
+               "  --dtc-off, --comm-off   ControlDTCSetting off, CommunicationControl off (extended session)\n"
                "  --sha256=HEX            the image's SHA-256 (needed for a URL; a file must match it)\n\n"
                "Output:\n"
                "  --json                  results as one JSON object\n"
@@ -183,7 +185,7 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                 ARG_DOIP = 0x100, ARG_TESTER, ARG_CAN, ARG_TX_ID, ARG_RX_ID, ARG_FD, ARG_DL, ARG_BRS, ARG_FUNCTIONAL,
                 ARG_TARGET, ARG_P2, ARG_TIMEOUT, ARG_JSON, ARG_LOG_LEVEL, ARG_VERSION, ARG_AB, ARG_MEMORY_ADDRESS,
                 ARG_NO_SECURITY, ARG_SECURITY_LEVEL, ARG_EXTENDED, ARG_DTC_OFF, ARG_COMM_OFF, ARG_BITRATE,
-                ARG_RESTART_MS, ARG_KERNEL_ISOTP, ARG_SHA256,
+                ARG_RESTART_MS, ARG_KERNEL_ISOTP, ARG_SHA256, ARG_NO_EXTENDED,
         };
         static const struct option options[] = {
                 { "doip", required_argument, NULL, ARG_DOIP },
@@ -211,6 +213,7 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                 { "no-security", no_argument, NULL, ARG_NO_SECURITY },
                 { "security-level", required_argument, NULL, ARG_SECURITY_LEVEL },
                 { "extended", no_argument, NULL, ARG_EXTENDED },
+                { "no-extended", no_argument, NULL, ARG_NO_EXTENDED },
                 { "dtc-off", no_argument, NULL, ARG_DTC_OFF },
                 { "comm-off", no_argument, NULL, ARG_COMM_OFF },
                 { "sha256", required_argument, NULL, ARG_SHA256 },
@@ -367,6 +370,10 @@ static int parse_argv(int argc, char *argv[], Uds *u, bool *ret_version) {
                         u->extended = true;
                         u->flash_options = true;
                         break;
+                case ARG_NO_EXTENDED:
+                        u->extended = false;
+                        u->flash_options = true;
+                        break;
                 case ARG_DTC_OFF:
                         u->dtc_off = true;
                         u->flash_options = true;
@@ -443,6 +450,7 @@ static int run(int argc, char *argv[]) {
         static Uds uds = {
                 .tester = 0x0E00,
                 .timeout_usec = CONNECT_TIMEOUT_DEFAULT,
+                .extended = true, /* the usual programming sequence starts there */
         };
         Uds *u = &uds;
         const char *cmd;
@@ -478,7 +486,7 @@ static int run(int argc, char *argv[]) {
         }
         if (u->flash_options && !streq(cmd, "flash") && !streq(cmd, "rollback")) {
                 uds_error("--version=, --ab, --memory-address=, --no-security, --security-level=, --extended, "
-                          "--dtc-off, --comm-off and --sha256= are for flash and rollback.");
+                          "--no-extended, --dtc-off, --comm-off and --sha256= are for flash and rollback.");
                 return UDS_EXIT_USAGE;
         }
         if (check_transport(u) < 0)
