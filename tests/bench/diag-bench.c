@@ -9,10 +9,16 @@
  * not a test, it asserts nothing about speed.
  *
  *   diag-bench doip --port=N --target=ADDR --size=BYTES [--ab] [--label=TEXT]
+ *              [--url=URL [--window=BYTES]]
  *   diag-bench isotp --bus=unix:PATH --target=ADDR --tx-id=ID --rx-id=ID
  *              --size=BYTES [--ab] [--fd] [--brs] [--tx-dl=N]
  *              --bitrate=N [--data-bitrate=N] [--label=TEXT]
  *   diag-bench isotp-theory --bitrate=N [--data-bitrate=N] [--fd] [--brs] [--tx-dl=N]
+ *   diag-bench image --size=BYTES > FILE
+ *
+ * With --url the image is not generated here but streamed from an HTTP
+ * server (which serves what `diag-bench image` wrote) through
+ * lib/tg-download's window (default 256 KiB), as ota-agent would stream it.
  *
  * The ISO-TP figures are shares of the theoretical ISO-TP payload rate of
  * the bus: the payload of one consecutive frame (TX_DL - 1) per wire time of
@@ -33,7 +39,9 @@
 #include "can-wire.h"
 #include "tg-diag.h"
 #include "tg-doip.h"
+#include "tg-download.h"
 #include "tg-flash.h"
+#include "tg-http.h"
 #include "tg-uds.h"
 
 #define TESTER 0x0E80
@@ -49,6 +57,7 @@ typedef struct Bench {
         bool in_transfer;
         TgFlashError err;
         bool finished;
+        TgFlash *flash;           /* for the download's wake-ups */
 } Bench;
 
 static uint64_t mono_usec(void) {
@@ -126,6 +135,14 @@ static void on_progress(TgFlash *f, uint64_t done, uint64_t total, const char *s
                 b->in_transfer = false;
 }
 
+static void on_download_wake(TgDownload *d, void *userdata) {
+        Bench *b = userdata;
+
+        (void) d;
+        if (b->flash)
+                tg_flash_resume(b->flash);
+}
+
 static void on_finished(TgFlash *f, const TgFlashError *err, void *userdata) {
         Bench *b = userdata;
 
@@ -146,6 +163,8 @@ typedef struct Args {
         bool ab, fd, brs;
         unsigned tx_dl;
         uint64_t bitrate, data_bitrate;
+        const char *url;
+        uint64_t window;
 } Args;
 
 /* ISO-TP payload bytes per second of back-to-back consecutive frames. */
@@ -186,6 +205,8 @@ static int run_flash(const Args *a) {
         };
         static const TgFlashCallbacks cb = { .progress = on_progress, .finished = on_finished };
         Bench b = { .size = a->size };
+        _cleanup_(tg_http_freep) TgHttp *http = NULL;
+        _cleanup_(tg_download_freep) TgDownload *dl = NULL;
         char sz[32];
         int r;
 
@@ -231,8 +252,29 @@ static int run_flash(const Args *a) {
         ch->timing.margin_usec = 20 * 1000000ULL;
         ch->timing.p2_usec = 2 * 1000000ULL;
 
+        if (a->url) {
+                CURL *easy = curl_easy_init();
+
+                r = easy ? tg_http_new(e, &http) : -ENOMEM;
+                if (r >= 0) {
+                        curl_easy_setopt(easy, CURLOPT_URL, a->url);
+                        r = tg_download_start(http, easy, a->window, on_download_wake, &b, &dl);
+                        easy = NULL; /* the download's now, also on failure */
+                }
+                if (easy)
+                        curl_easy_cleanup(easy);
+                if (r < 0) {
+                        tg_diag_free(ch);
+                        return fprintf(stderr, "diag-bench: cannot start the download: %s\n", strerror(-r)), r;
+                }
+                plan.read = tg_download_read;
+                plan.read_userdata = dl;
+                plan.max_block_data = a->window - CURL_MAX_WRITE_SIZE;
+        }
+
         b.t_start = mono_usec();
         r = tg_flash_start(ch, a->target, &plan, &cb, &b, &f);
+        b.flash = f;
         if (r < 0) {
                 tg_diag_free(ch);
                 return fprintf(stderr, "diag-bench: tg_flash_start: %s\n", strerror(-r)), r;
@@ -243,8 +285,9 @@ static int run_flash(const Args *a) {
         if (r < 0)
                 return fprintf(stderr, "diag-bench: event loop: %s\n", strerror(-r)), r;
         if (!b.finished || b.err.error != 0) {
-                fprintf(stderr, "diag-bench: %s: the flash failed: %s\n", a->label ? a->label : a->mode,
-                        b.finished ? b.err.message : "did not finish");
+                fprintf(stderr, "diag-bench: %s: the flash failed: %s%s%s\n", a->label ? a->label : a->mode,
+                        b.finished ? b.err.message : "did not finish", dl ? "; download: " : "",
+                        dl ? tg_download_message(dl) : "");
                 return -EIO;
         }
 
@@ -256,8 +299,11 @@ static int run_flash(const Args *a) {
         print_size(sz, sizeof sz, a->size);
         if (strcmp(a->mode, "doip") == 0) {
                 printf("%-32s %8s  %10" PRIu64 " B in %7.3f s  %8.1f MB/s  (target >= 80 MB/s)  "
-                       "%" PRIu64 " blocks of %" PRIu64 " B; whole flash %.3f s\n",
+                       "%" PRIu64 " blocks of %" PRIu64 " B; whole flash %.3f s",
                        a->label ? a->label : "doip", sz, a->size, secs, rate / 1e6, b.blocks, block, whole);
+                if (dl)
+                        printf("; window %" PRIu64 " KiB, peak %zu KiB", a->window / 1024, tg_download_peak(dl) / 1024);
+                printf("\n");
         } else {
                 double cf_usec = 0;
                 unsigned cf_payload = 0;
@@ -293,7 +339,8 @@ static int parse_u64(const char *s, uint64_t *ret) {
 }
 
 int main(int argc, char *argv[]) {
-        enum { A_PORT = 0x100, A_TARGET, A_SIZE, A_AB, A_LABEL, A_BUS, A_TX, A_RX, A_FD, A_BRS, A_DL, A_BR, A_DBR };
+        enum { A_PORT = 0x100, A_TARGET, A_SIZE, A_AB, A_LABEL, A_BUS, A_TX, A_RX, A_FD, A_BRS, A_DL, A_BR, A_DBR,
+               A_URL, A_WINDOW };
         static const struct option options[] = {
                 { "port", required_argument, NULL, A_PORT },
                 { "target", required_argument, NULL, A_TARGET },
@@ -308,9 +355,11 @@ int main(int argc, char *argv[]) {
                 { "tx-dl", required_argument, NULL, A_DL },
                 { "bitrate", required_argument, NULL, A_BR },
                 { "data-bitrate", required_argument, NULL, A_DBR },
+                { "url", required_argument, NULL, A_URL },
+                { "window", required_argument, NULL, A_WINDOW },
                 {},
         };
-        Args a = {};
+        Args a = { .window = 256 * 1024 };
         uint64_t v = 0;
         int c;
 
@@ -321,7 +370,8 @@ int main(int argc, char *argv[]) {
         a.mode = argv[1];
         optind = 2;
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                if (c != A_AB && c != A_FD && c != A_BRS && c != A_LABEL && c != A_BUS && parse_u64(optarg, &v) < 0) {
+                if (c != A_AB && c != A_FD && c != A_BRS && c != A_LABEL && c != A_BUS && c != A_URL &&
+                    parse_u64(optarg, &v) < 0) {
                         fprintf(stderr, "diag-bench: bad number: %s\n", optarg);
                         return 2;
                 }
@@ -339,6 +389,8 @@ int main(int argc, char *argv[]) {
                 case A_DL: a.tx_dl = (unsigned) v; break;
                 case A_BR: a.bitrate = v; break;
                 case A_DBR: a.data_bitrate = v; break;
+                case A_URL: a.url = optarg; break;
+                case A_WINDOW: a.window = v; break;
                 default: return 2;
                 }
         }
@@ -353,6 +405,22 @@ int main(int argc, char *argv[]) {
                 printf("%.0f B/s (CF %u B per %.1f us)\n", theory, cf_payload, cf_usec);
                 return 0;
         }
+        if (strcmp(a.mode, "image") == 0) {
+                static uint8_t chunk[1 << 16];
+
+                if (a.size == 0)
+                        return fprintf(stderr, "diag-bench: --size= needed\n"), 2;
+                for (uint64_t off = 0; off < a.size; off += sizeof chunk) {
+                        size_t n = a.size - off < sizeof chunk ? (size_t) (a.size - off) : sizeof chunk;
+
+                        generate(off, chunk, n);
+                        if (fwrite(chunk, 1, n, stdout) != n)
+                                return fprintf(stderr, "diag-bench: cannot write the image: %s\n", strerror(errno)), 1;
+                }
+                return fflush(stdout) == 0 ? 0 : 1;
+        }
+        if (a.window < TG_DOWNLOAD_WINDOW_MIN)
+                return fprintf(stderr, "diag-bench: --window= takes at least %u\n", TG_DOWNLOAD_WINDOW_MIN), 2;
         if (a.size == 0 || a.target == 0 ||
             (strcmp(a.mode, "doip") == 0 ? a.port == 0
                                          : strcmp(a.mode, "isotp") != 0 || !a.bus || !a.tx_id || !a.rx_id || !a.bitrate)) {
