@@ -829,5 +829,47 @@ static void test_download_broken(void) {
         tester_done(&t);
 }
 
+/* tg_download_read()'s contract, on a small image that has come whole:
+ * reads in order, the same offset again, and the named errors for the rest. */
+static void test_download_read(void) {
+        _cleanup_(tg_http_freep) TgHttp *http = NULL;
+        _cleanup_(tg_download_freep) TgDownload *d = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        uint8_t buf[WINDOW];
+        Server sv;
+        Image img;
+        CURL *easy = curl_easy_init();
+        char url[64];
+
+        assert_se(easy);
+        image_make(&img, "3.0.0", 3, 40000);
+        assert_ok(sd_event_new(&e));
+        assert_ok(tg_http_new(e, &http));
+        server_start(&sv, e, &img);
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/image.bin", (unsigned) sv.port);
+        curl_easy_setopt(easy, CURLOPT_URL, url);
+        assert_se(tg_download_start(http, NULL, WINDOW, NULL, NULL, &d) == -EINVAL);
+        assert_ok(tg_download_start(http, easy, WINDOW, NULL, NULL, &d));
+        assert_eq(tg_download_size(d), -1);
+        assert_se(tg_download_read(d, 0, buf, 1000) == -EAGAIN);
+        while (!tg_download_finished(d))
+                assert_se(sd_event_run(e, UINT64_MAX) >= 0);
+        assert_eq(tg_download_error(d), 0);
+        assert_eq(tg_download_size(d), 40000);
+
+        assert_eq(tg_download_read(d, 0, buf, 1000), 1000);
+        assert_memeq(buf, img.data, 1000);
+        assert_eq(tg_download_read(d, 1000, buf, 1000), 1000);
+        assert_eq(tg_download_read(d, 1000, buf, 1000), 1000); /* again: a retried block */
+        assert_memeq(buf, img.data + 1000, 1000);
+        assert_se(tg_download_read(d, 500, buf, 10) == -ESPIPE);     /* released already */
+        assert_se(tg_download_read(d, 40001, buf, 10) == -ESPIPE);   /* beyond what came */
+        assert_eq(tg_download_read(d, 39000, buf, 1000), 1000);
+        assert_memeq(buf, img.data + 39000, 1000);
+        assert_se(tg_download_read(d, 39500, buf, 1000) == -ENODATA); /* past the end */
+        server_stop(&sv);
+        free(img.data);
+}
+
 TG_TEST_MAIN(TEST(flash_ab), TEST(flash_single), TEST(faults), TEST(retry), TEST(source_stall),
-             TEST(download), TEST(download_broken))
+             TEST(download), TEST(download_broken), TEST(download_read))
