@@ -22,7 +22,7 @@ SRC_URI = "git://git.tollgate.example/tollgate/tollgate.git;protocol=https;branc
 # every unit named in SYSTEMD_SERVICE (BitBake stops with "Didn't find service
 # unit" otherwise): commit the code, then bump SRCREV in a commit of its own.
 # check-recipe warns while SRCREV lags behind the tree (--release: error).
-SRCREV = "c6b1b5b021caa2db5a1c43950937995a9c7711eb"
+SRCREV = "9b46b26d33f16759efcd9832de07279194ecf4ad"
 # "+git": BitBake appends the SRCREV to the package version (Nanbield and later).
 PV = "0.1.0+git"
 
