@@ -1148,6 +1148,20 @@ static void test_hub_limits(void) {
         assert_ok(tg_can_send(members[0], &f));
         for (unsigned i = 1; i < 64; i++)
                 expect_frame(members[i], &f);
+
+        /* A member leaves while a newcomer waits. With the hub stopped both
+         * are pending when it runs again, and it takes newcomers before
+         * hang-ups: the departed member's seat must go to the newcomer, not
+         * be held against it (as the probe of the second hub above held one,
+         * now and then, before the hub freed such seats). */
+        tg_can_close(members[64]);
+        assert_se(kill(hub.proc.pid, SIGSTOP) == 0);
+        members[1] = tg_can_close(members[1]);
+        assert_ok(tg_can_open(hub.spec, NULL, &members[64]));
+        assert_se(kill(hub.proc.pid, SIGCONT) == 0);
+        assert_ok(tg_can_send(members[0], &f));
+        expect_frame(members[64], &f);
+        expect_frame(members[2], &f);
         for (unsigned i = 0; i < 65; i++)
                 tg_can_close(members[i]);
         assert_eq(tg_test_hub_stop(&hub), 0);

@@ -26,6 +26,7 @@
 
 #include <getopt.h>
 #include <linux/can.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -261,7 +262,7 @@ static int enqueue(Hub *h, uint64_t from, const uint8_t *data, size_t size) {
 
 /* ---- reading ---- */
 
-static void accept_pending(Hub *h);
+static void accept_pending(Hub *h, Member *current);
 
 static int on_member(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Member *m = userdata;
@@ -275,7 +276,7 @@ static int on_member(sd_event_source *s, int fd, uint32_t revents, void *userdat
                  * bus when it is forwarded, as a socket bound to vcan gets
                  * every frame sent after its bind(): take waiting members
                  * first. One accept4() (EAGAIN, usually) per frame. */
-                accept_pending(h);
+                accept_pending(h, m);
                 n = recv(fd, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
 
                 if (n < 0) {
@@ -330,7 +331,27 @@ static int on_member(sd_event_source *s, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
-static void accept_pending(Hub *h) {
+/* Newcomers are taken before the hang-ups of members are handled, so a
+ * seat may still be held by a member that has left (a hub that probed the
+ * socket and went, a tool that ended). Before a newcomer is refused, such
+ * seats are freed: hung up, with nothing left to read. current (the member
+ * whose frames are being read, if any) is left alone. */
+static void reap_departed(Hub *h, Member *current) {
+        for (unsigned i = 0; i < h->n_members;) {
+                Member *m = h->members[i];
+                struct pollfd p = { .fd = m->fd, .events = POLLIN | POLLRDHUP };
+                uint8_t byte;
+
+                if (m != current && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) &&
+                    recv(m->fd, &byte, sizeof byte, MSG_PEEK | MSG_DONTWAIT) <= 0) {
+                        member_remove(h, m, "closed"); /* the last member moved to i */
+                        continue;
+                }
+                i++;
+        }
+}
+
+static void accept_pending(Hub *h, Member *current) {
         for (;;) {
                 _cleanup_close_ int cfd = accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 struct ucred cred = {};
@@ -346,6 +367,8 @@ static void accept_pending(Hub *h) {
                         return;
                 }
                 (void) getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+                if (h->n_members >= MAX_MEMBERS)
+                        reap_departed(h, current);
                 if (h->n_members >= MAX_MEMBERS) {
                         h->refused++;
                         log_peer(h, "Refused a member (pid %d): the bus has %d already.", (int) cred.pid, MAX_MEMBERS);
@@ -374,7 +397,7 @@ static void accept_pending(Hub *h) {
 }
 
 static int on_listen(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        accept_pending(userdata);
+        accept_pending(userdata, NULL);
         return 0;
 }
 
