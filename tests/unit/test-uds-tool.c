@@ -52,7 +52,20 @@ typedef struct Tool {
         const char *bin;
         const char *dir;
         const char *transport[8]; /* NULL-terminated */
+        char doip[32];            /* --doip=…, for transport[] */
 } Tool;
+
+/* The simulator with the A/B ECU 0x1001 (1 MiB, version 1.0) behind DoIP,
+ * and t aimed at it; false (the case is skipped) without the binaries. */
+static bool doip_ab_ecu(Sim *sim, Tool *t) {
+        if (!t->bin || !sim_start(sim, t->dir,
+                                  (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL }, true))
+                return false;
+        snprintf(t->doip, sizeof t->doip, "--doip=127.0.0.1:%u", sim->port);
+        t->transport[0] = t->doip;
+        t->transport[1] = "--target=0x1001";
+        return true;
+}
 
 static int tool_run(const Tool *t, const char *const *args, char **ret_out, char **ret_err) {
         _cleanup_free_ char *out = tg_test_path(t->dir, "uds.out"), *err = tg_test_path(t->dir, "uds.log");
@@ -152,16 +165,11 @@ static void flash_cycle(const Tool *t, Sim *sim, const char *dir) {
 
 static void test_doip_flash_rollback(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
-        _cleanup_free_ char *doip = NULL;
         Sim sim;
         Tool t = { .bin = tg_test_binary("TG_UDS_TOOL"), .dir = dir };
 
-        if (!t.bin || !sim_start(&sim, dir,
-                                 (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL }, true))
+        if (!doip_ab_ecu(&sim, &t))
                 return;
-        assert_ok(asprintf(&doip, "--doip=127.0.0.1:%u", sim.port));
-        t.transport[0] = doip;
-        t.transport[1] = "--target=0x1001";
         flash_cycle(&t, &sim, dir);
         tg_test_proc_stop(&sim.proc);
 }
@@ -198,22 +206,19 @@ static bool port_open(uint16_t port) {
  * before anything is sent. */
 static void test_doip_flash_url(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
-        _cleanup_free_ char *doip = NULL, *image = NULL, *url = NULL, *missing = NULL, *shaopt = NULL,
-                            *out = NULL, *err = NULL;
-        const char *bin = tg_test_binary("TG_UDS_TOOL");
-        Tool t = { .bin = bin, .dir = dir };
+        _cleanup_free_ char *image = NULL, *url = NULL, *missing = NULL, *shaopt = NULL, *out = NULL, *err = NULL;
+        Tool t = { .bin = tg_test_binary("TG_UDS_TOOL"), .dir = dir };
         TgTestProc http;
         Sim sim;
         uint8_t sha[32];
         char hex[65], port[8], frag[160];
         uint16_t p;
 
-        if (!bin || access("/usr/bin/python3", X_OK) < 0) {
+        if (access("/usr/bin/python3", X_OK) < 0) {
                 fprintf(stderr, "  (no python3 for the HTTP server: skipped)\n");
                 return;
         }
-        if (!sim_start(&sim, dir, (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL },
-                       true))
+        if (!doip_ab_ecu(&sim, &t))
                 return;
         image = tg_test_path(dir, "image.bin");
         make_image(image, sha);
@@ -228,12 +233,9 @@ static void test_doip_flash_url(void) {
                 usleep(10000);
         }
         assert_se(port_open(p));
-        assert_ok(asprintf(&doip, "--doip=127.0.0.1:%u", sim.port));
         assert_ok(asprintf(&url, "http://127.0.0.1:%u/image.bin", p));
         assert_ok(asprintf(&missing, "http://127.0.0.1:%u/missing.bin", p));
         assert_ok(asprintf(&shaopt, "--sha256=%s", hex));
-        t.transport[0] = doip;
-        t.transport[1] = "--target=0x1001";
 
         RUN(&t, 0, out, err, "flash", url, shaopt, "--version=2.0", "--ab", "--extended");
         assert_contains(out, "flash: done: http://127.0.0.1:");
@@ -338,16 +340,12 @@ static void test_doip_kill_mid_flash(void) {
 
 static void test_doip_services(void) {
         _cleanup_tmpdir_ char *dir = tg_test_mkdtemp();
-        _cleanup_free_ char *doip = NULL, *out = NULL, *err = NULL, *image = NULL;
+        _cleanup_free_ char *out = NULL, *err = NULL, *image = NULL;
         Sim sim;
         Tool t = { .bin = tg_test_binary("TG_UDS_TOOL"), .dir = dir };
 
-        if (!t.bin || !sim_start(&sim, dir,
-                                 (const char *const[]) { "--listen=127.0.0.1:0", "--ecu=0x1001:ab:1M:1.0", NULL }, true))
+        if (!doip_ab_ecu(&sim, &t))
                 return;
-        assert_ok(asprintf(&doip, "--doip=127.0.0.1:%u", sim.port));
-        t.transport[0] = doip;
-        t.transport[1] = "--target=0x1001";
 
         RUN(&t, 0, out, err, "raw", "22", "F1", "87");
         assert_streq(out, "62 F1 87 54 47 2D 53 49 4D\n");

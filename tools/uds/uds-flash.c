@@ -410,9 +410,40 @@ static int image_open_checked(Uds *u, Image *img, const char *path) {
         return UDS_EXIT_USAGE;
 }
 
-int uds_cmd_flash(Uds *u, char **args, int n) {
+/* Open what path names (a file; for flash also an http(s) URL, streamed)
+ * and program it: the command's work once its arguments are checked. */
+static int flash_image(Uds *u, const char *path, const char *command, bool rollback) {
         TgFlashPlan plan;
         Image img = { .fd = -EBADF };
+        int r;
+
+        plan_init(u, &plan);
+        if (!rollback && is_url(path)) {
+                /* The ECU checks the hash at the end of the stream, and a
+                 * stream is not read twice: the hash comes from the manifest. */
+                if (!u->have_sha256) {
+                        uds_error("flash %s needs --sha256= (the image's SHA-256, from its manifest).", path);
+                        return UDS_EXIT_USAGE;
+                }
+                r = image_open_url(u, &img, path);
+                plan.read = tg_download_read;
+                plan.read_userdata = img.download;
+                plan.max_block_data = STREAM_WINDOW - CURL_MAX_WRITE_SIZE;
+        } else {
+                r = image_open_checked(u, &img, path);
+                plan.read = image_read;
+                plan.read_userdata = &img;
+        }
+        if (r == UDS_EXIT_OK) {
+                plan.size = img.size;
+                memcpy(plan.sha256, img.sha256, sizeof plan.sha256);
+                r = flash_run(u, command, &plan, &img, rollback);
+        }
+        image_close(&img);
+        return r;
+}
+
+int uds_cmd_flash(Uds *u, char **args, int n) {
         int r;
 
         if (n != 1) {
@@ -423,42 +454,11 @@ int uds_cmd_flash(Uds *u, char **args, int n) {
         r = check_plan(u);
         if (r != UDS_EXIT_OK)
                 return r;
-        if (is_url(args[0])) {
-                /* The ECU checks the hash at the end of the stream, and a
-                 * stream is not read twice: the hash comes from the manifest. */
-                if (!u->have_sha256) {
-                        uds_error("flash %s needs --sha256= (the image's SHA-256, from its manifest).", args[0]);
-                        return UDS_EXIT_USAGE;
-                }
-                r = image_open_url(u, &img, args[0]);
-                if (r == UDS_EXIT_OK) {
-                        plan_init(u, &plan);
-                        plan.read = tg_download_read;
-                        plan.read_userdata = img.download;
-                        plan.size = img.size;
-                        plan.max_block_data = STREAM_WINDOW - CURL_MAX_WRITE_SIZE;
-                        memcpy(plan.sha256, img.sha256, sizeof plan.sha256);
-                        r = flash_run(u, "flash", &plan, &img, false);
-                }
-                image_close(&img);
-                return r;
-        }
-        r = image_open_checked(u, &img, args[0]);
-        if (r == UDS_EXIT_OK) {
-                plan_init(u, &plan);
-                plan.read = image_read;
-                plan.read_userdata = &img;
-                plan.size = img.size;
-                memcpy(plan.sha256, img.sha256, sizeof plan.sha256);
-                r = flash_run(u, "flash", &plan, &img, false);
-        }
-        image_close(&img);
-        return r;
+        return flash_image(u, args[0], "flash", false);
 }
 
 int uds_cmd_rollback(Uds *u, char **args, int n) {
         TgFlashPlan plan;
-        Image img = { .fd = -EBADF };
         int r;
 
         if (u->ab ? n != 0 : n != 1) {
@@ -469,17 +469,8 @@ int uds_cmd_rollback(Uds *u, char **args, int n) {
         r = check_plan(u);
         if (r != UDS_EXIT_OK)
                 return r;
+        if (!u->ab)
+                return flash_image(u, args[0], "rollback", true);
         plan_init(u, &plan);
-        if (u->ab)
-                return flash_run(u, "rollback", &plan, NULL, true);
-        r = image_open_checked(u, &img, args[0]);
-        if (r == UDS_EXIT_OK) {
-                plan.read = image_read;
-                plan.read_userdata = &img;
-                plan.size = img.size;
-                memcpy(plan.sha256, img.sha256, sizeof plan.sha256);
-                r = flash_run(u, "rollback", &plan, &img, true);
-        }
-        image_close(&img);
-        return r;
+        return flash_run(u, "rollback", &plan, NULL, true);
 }
