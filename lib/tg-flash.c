@@ -38,7 +38,6 @@ struct TgFlash {
         /* waiting for the image source (read said -EAGAIN) */
         bool waiting;
         bool keepalive_in_flight;
-        bool resume_scheduled;
         bool resume_pending;            /* tg_flash_resume() during a keepalive */
         bool dropping;                  /* the request in flight is being cancelled: ignore its result */
         sd_event_source *keepalive_timer;
@@ -166,7 +165,6 @@ static void next_step(TgFlash *f, TgFlashStep from) {
 
 static void stop_waiting(TgFlash *f) {
         f->waiting = false;
-        f->resume_scheduled = false;
         f->resume_pending = false;
         f->keepalive_timer = sd_event_source_disable_unref(f->keepalive_timer);
         f->source_timer = sd_event_source_disable_unref(f->source_timer);
@@ -180,7 +178,7 @@ static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata) {
         (void) s;
         (void) usec;
         f->keepalive_timer = sd_event_source_disable_unref(f->keepalive_timer);
-        if (!f->waiting || f->resume_scheduled || f->in_flight)
+        if (!f->waiting || f->resume_defer || f->in_flight)
                 return 0;
         r = tg_uds_encode_tester_present(f->keepalive_req, sizeof f->keepalive_req, true);
         if (r >= 0) {
@@ -235,7 +233,6 @@ static void wait_for_source(TgFlash *f) {
                 f->waiting = true;
                 r = arm_source_timer(f);
         }
-        f->resume_scheduled = false;
         if (r >= 0 && !f->keepalive_timer)
                 r = arm_keepalive(f);
         if (r < 0)
@@ -259,15 +256,9 @@ static int on_resume(sd_event_source *s, void *userdata) {
 }
 
 static int schedule_resume(TgFlash *f) {
-        int r;
-
-        if (f->resume_scheduled)
+        if (f->resume_defer) /* scheduled already */
                 return 0;
-        r = sd_event_add_defer(f->ch->event, &f->resume_defer, on_resume, f);
-        if (r < 0)
-                return r;
-        f->resume_scheduled = true;
-        return 0;
+        return sd_event_add_defer(f->ch->event, &f->resume_defer, on_resume, f);
 }
 
 void tg_flash_resume(TgFlash *f) {
