@@ -22,7 +22,7 @@ SRC_URI = "git://git.tollgate.example/tollgate/tollgate.git;protocol=https;branc
 # every unit named in SYSTEMD_SERVICE (BitBake stops with "Didn't find service
 # unit" otherwise): commit the code, then bump SRCREV in a commit of its own.
 # check-recipe warns while SRCREV lags behind the tree (--release: error).
-SRCREV = "ee082003e6aa19d6b67ad12829b40d6c2c176d4d"
+SRCREV = "a988e00cbf56905749386e215d86e3404aa28364"
 # "+git": BitBake appends the SRCREV to the package version (Nanbield and later).
 PV = "0.1.0+git"
 
