@@ -272,11 +272,6 @@ static int on_member(sd_event_source *s, int fd, uint32_t revents, void *userdat
         for (unsigned i = 0; i < READ_BATCH && !h->paused; i++) {
                 ssize_t n;
 
-                /* Whoever connected before this datagram was sent is on the
-                 * bus when it is forwarded, as a socket bound to vcan gets
-                 * every frame sent after its bind(): take waiting members
-                 * first. One accept4() (EAGAIN, usually) per frame. */
-                accept_pending(h, m);
                 n = recv(fd, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
 
                 if (n < 0) {
@@ -305,6 +300,13 @@ static int on_member(sd_event_source *s, int fd, uint32_t revents, void *userdat
                                  m->serial, (int) m->pid, n);
                         continue;
                 }
+                /* Whoever connected before this datagram was sent is on the
+                 * bus when it is forwarded, as a socket bound to vcan gets
+                 * every frame sent after its bind(): take waiting members
+                 * first. One accept4() (EAGAIN, usually) per frame. A member
+                 * that hung up was removed above, before any newcomer could
+                 * be refused for want of its seat. */
+                accept_pending(h, m);
                 m->sent++;
                 h->frames++;
                 if (tg_log_get_max_level() >= LOG_DEBUG) {
