@@ -22,7 +22,7 @@ SRC_URI = "git://git.tollgate.example/tollgate/tollgate.git;protocol=https;branc
 # every unit named in SYSTEMD_SERVICE (BitBake stops with "Didn't find service
 # unit" otherwise): commit the code, then bump SRCREV in a commit of its own.
 # check-recipe warns while SRCREV lags behind the tree (--release: error).
-SRCREV = "a988e00cbf56905749386e215d86e3404aa28364"
+SRCREV = "7756e9bf36b1c21a913a4fd6cf24b697a1960da3"
 # "+git": BitBake appends the SRCREV to the package version (Nanbield and later).
 PV = "0.1.0+git"
 
